@@ -1,14 +1,46 @@
-//! forge-core
+//! forge-core: the traits, registry and loading path every Forge
+//! architecture plugin shares.
+//!
+//! The path of a model is one straight line (see the repository README):
+//! [`hub::resolve`] → [`ModelConfig`] → [`registry`] → the plugin's
+//! `build` with strictly checked [`Weights`] → a [`Model`] → generation.
+
+pub mod cache;
+pub mod chat_template;
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod loader;
+pub mod model;
+pub mod nn;
+pub mod registry;
+pub mod rope;
+pub mod sampler;
+pub mod tokenizer;
+pub mod weights;
+
+pub use cache::{KvCache, StandardCache};
+pub use config::ModelConfig;
+pub use error::{Error, Result, WeightMismatch};
+pub use loader::{load_model, load_model_dir, LoadOptions, LoadedModel};
+pub use model::{ForwardOptions, Model, ModelInput, ModelKind, ModelOutput, PlanItem};
+pub use registry::Architecture;
+pub use sampler::{ArgmaxSampler, Sampler, TemperatureSampler};
+pub use weights::{TensorMap, Weights};
+
+/// Re-exported for plugins' `inventory::submit!`.
+pub use inventory;
+/// Re-exported so plugins use the exact mlx-rs Forge was built with.
 pub use mlx_rs;
 
 #[cfg(not(target_vendor = "apple"))]
 mod platform {
     /// mlx-rs seeds its default random key with this macOS kernel call; off
-    /// Apple we supply it from the monotonic clock.
+    /// Apple we supply it from a monotonic clock.
     #[no_mangle]
     pub extern "C" fn mach_approximate_time() -> u64 {
-        use std::time::Instant;
         use std::sync::OnceLock;
+        use std::time::Instant;
         static START: OnceLock<Instant> = OnceLock::new();
         let start = *START.get_or_init(Instant::now);
         start.elapsed().as_nanos() as u64 + 1

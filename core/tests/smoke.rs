@@ -1,4 +1,4 @@
-use forge_core::mlx_rs::{Array, ops};
+use forge_core::mlx_rs::{ops, Array};
 #[test]
 fn smoke() {
     let a = Array::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[2, 2]);

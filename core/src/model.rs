@@ -1,0 +1,121 @@
+//! The `Model` trait every architecture implements, and what goes in and
+//! out of a forward pass.
+
+use mlx_rs::Array;
+
+use crate::cache::KvCache;
+use crate::error::Result;
+
+/// What kind of model a plugin builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// Decoder-only language model: token ids in, next-token logits out, with a cache.
+    CausalLm,
+    /// Encoder (e.g. a vision tower): no cache, no generation.
+    Encoder,
+}
+
+/// The input of one forward pass.
+#[derive(Debug, Clone)]
+pub enum ModelInput {
+    /// Token ids, `[B, T]` (int32 or int64).
+    Tokens(Array),
+    /// Input embeddings, `[B, T, hidden]` (e.g. with image features spliced in).
+    Embeddings(Array),
+    /// Images, `[B, C, H, W]`, for vision encoders.
+    Pixels(Array),
+}
+
+/// Options of one forward pass.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardOptions {
+    /// `[B, past + T]` with 1 for real tokens and 0 for padding (left
+    /// padding for batches); `None` means every position is real.
+    pub attention_mask: Option<Array>,
+    /// Also return every layer's hidden state (HF order: embeddings first,
+    /// the last one after the final norm).
+    pub output_hidden_states: bool,
+}
+
+/// What a forward pass returns.
+#[derive(Debug, Clone, Default)]
+pub struct ModelOutput {
+    /// `[B, T, vocab]` for causal LMs.
+    pub logits: Option<Array>,
+    /// `[B, T, hidden]`: encoders' final hidden state.
+    pub last_hidden_state: Option<Array>,
+    /// `[B, hidden]`: encoders' pooled output, where the model has one.
+    pub pooler_output: Option<Array>,
+    /// Every layer's hidden state when asked for (num_layers + 1 entries).
+    pub hidden_states: Vec<Array>,
+}
+
+/// One line of a model's compiled plan, for `forge inspect`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanItem {
+    /// What is described ("layers", "rope", "attention pattern", ...).
+    pub label: String,
+    /// The description.
+    pub value: String,
+}
+
+impl PlanItem {
+    /// A plan line.
+    pub fn new(label: impl Into<String>, value: impl ToString) -> Self {
+        PlanItem {
+            label: label.into(),
+            value: value.to_string(),
+        }
+    }
+}
+
+/// A runnable architecture instance with its weights.
+pub trait Model {
+    /// Causal LM or encoder.
+    fn kind(&self) -> ModelKind;
+
+    /// Runs the model. `cache` holds one entry per layer for causal LMs (see
+    /// [`Model::new_cache`]); encoders take `None`.
+    fn forward(
+        &self,
+        input: &ModelInput,
+        cache: Option<&mut [Box<dyn KvCache>]>,
+        options: &ForwardOptions,
+    ) -> Result<ModelOutput>;
+
+    /// A fresh cache, one entry per layer (empty for encoders).
+    fn new_cache(&self) -> Vec<Box<dyn KvCache>>;
+
+    /// Number of transformer layers.
+    fn num_layers(&self) -> usize;
+
+    /// Vocabulary size (0 for encoders).
+    fn vocab_size(&self) -> usize;
+
+    /// The longest context the model supports, if it has a limit.
+    fn max_context(&self) -> Option<usize>;
+
+    /// Bytes of KV cache per token (all layers, batch 1) in the model dtype.
+    fn kv_bytes_per_token(&self) -> usize;
+
+    /// The compiled plan: layers, heads, rope, attention pattern...
+    fn plan(&self) -> Vec<PlanItem>;
+
+    /// A test-only fault, used to prove the parity report names the layer
+    /// where outputs diverge. Plugins may ignore it.
+    fn plant_fault(&mut self, _fault: &Fault) -> bool {
+        false
+    }
+}
+
+/// A deliberate error planted in a model (tests of the harness only).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Skip the input norm of this layer.
+    SkipNorm {
+        /// The layer.
+        layer: usize,
+    },
+    /// Use this rope θ instead of the configured one.
+    RopeTheta(f64),
+}

@@ -1,0 +1,118 @@
+//! Small building blocks shared by architectures: linear layers, RMSNorm,
+//! embeddings and attention masks. Weights are plain arrays taken from a
+//! [`Weights`]; there is no module framework.
+
+use mlx_rs::{fast, ops, Array, Dtype};
+
+use crate::error::Result;
+use crate::weights::Weights;
+
+/// `y = x Wᵀ + b`, with `W` stored `[out, in]` as in HF checkpoints.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    /// `[out, in]`.
+    pub weight: Array,
+    /// `[out]`, when the layer has a bias.
+    pub bias: Option<Array>,
+}
+
+impl Linear {
+    /// Takes `{prefix}.weight` (and `{prefix}.bias` when `bias`).
+    pub fn load(w: &mut Weights, prefix: &str, in_dim: usize, out_dim: usize, bias: bool) -> Self {
+        let weight = w.take(
+            &format!("{prefix}.weight"),
+            &[out_dim as i32, in_dim as i32],
+        );
+        let bias = bias.then(|| w.take(&format!("{prefix}.bias"), &[out_dim as i32]));
+        Linear { weight, bias }
+    }
+
+    /// Applies the layer to `[..., in]`.
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        let wt = self.weight.t();
+        Ok(match &self.bias {
+            Some(b) => ops::addmm(b, x, &wt, None, None)?,
+            None => ops::matmul(x, &wt)?,
+        })
+    }
+}
+
+/// Root-mean-square norm with a learned scale.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    /// `[dim]`.
+    pub weight: Array,
+    /// Added to the mean square before the square root.
+    pub eps: f32,
+}
+
+impl RmsNorm {
+    /// Takes `{prefix}.weight`.
+    pub fn load(w: &mut Weights, prefix: &str, dim: usize, eps: f64) -> Self {
+        RmsNorm {
+            weight: w.take(&format!("{prefix}.weight"), &[dim as i32]),
+            eps: eps as f32,
+        }
+    }
+
+    /// Normalizes the last axis.
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        Ok(fast::rms_norm(x, Some(&self.weight), self.eps)?)
+    }
+}
+
+/// A token embedding table `[vocab, dim]`.
+#[derive(Debug, Clone)]
+pub struct Embedding {
+    /// `[vocab, dim]`.
+    pub weight: Array,
+}
+
+impl Embedding {
+    /// Takes `{prefix}.weight`.
+    pub fn load(w: &mut Weights, prefix: &str, vocab: usize, dim: usize) -> Self {
+        Embedding {
+            weight: w.take(&format!("{prefix}.weight"), &[vocab as i32, dim as i32]),
+        }
+    }
+
+    /// Looks up `ids` `[B, T]` → `[B, T, dim]`.
+    pub fn forward(&self, ids: &Array) -> Result<Array> {
+        Ok(self.weight.take_axis(ids, 0)?)
+    }
+
+    /// Uses the table as an output head: `[..., dim]` → `[..., vocab]`.
+    pub fn as_linear(&self, x: &Array) -> Result<Array> {
+        Ok(ops::matmul(x, self.weight.t())?)
+    }
+}
+
+/// The additive attention mask for `t` new positions after `offset` cached
+/// ones: causal, optionally limited to a sliding `window`, and with padding
+/// removed where `padding` (`[B, offset + t]`, 1 = real token) is 0.
+/// Returns `[B or 1, 1, t, offset + t]` in `dtype`.
+pub fn attention_mask(
+    t: usize,
+    offset: usize,
+    window: Option<usize>,
+    padding: Option<&Array>,
+    dtype: Dtype,
+) -> Result<Array> {
+    let total = (offset + t) as i32;
+    let queries = ops::arange::<_, i32>(offset as i32, total, None)?.reshape(&[t as i32, 1])?;
+    let keys = ops::arange::<_, i32>(0, total, None)?.reshape(&[1, total])?;
+    let mut allowed = keys.le(&queries)?;
+    if let Some(window) = window {
+        let lower = ops::subtract(&queries, Array::from_int(window as i32))?;
+        allowed = ops::logical_and(&allowed, keys.gt(&lower)?)?;
+    }
+    let mut allowed = allowed.reshape(&[1, 1, t as i32, total])?;
+    if let Some(padding) = padding {
+        let b = padding.dim(0);
+        let real = padding.reshape(&[b, 1, 1, total])?.gt(Array::from_int(0))?;
+        allowed = ops::logical_and(&allowed, &real)?;
+    }
+    let zero = Array::from_f32(0.0).as_dtype(dtype)?;
+    let blocked = Array::from_f32(f32::MIN).as_dtype(dtype)?;
+    Ok(ops::select(&allowed, &zero, &blocked)?)
+}
