@@ -1,1 +1,125 @@
-fn main() {}
+//! `forge`: parity checks, model inspection and generation from the command line.
+
+mod inspect;
+mod plugins;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use forge_parity::{find_golden_dir, render_table, run_case, select_cases, RunOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "forge",
+    version,
+    about = "Forge: model architectures on MLX, proven against Hugging Face"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the conformance suite over golden cases.
+    Parity {
+        /// An architecture, a case name, or a path to a case folder (default: all cases).
+        #[arg(long)]
+        model: Option<String>,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// The folder of golden cases (default: ./golden).
+        #[arg(long)]
+        golden_dir: Option<PathBuf>,
+    },
+    /// Print the compiled plan of a checkpoint.
+    Inspect {
+        /// A model folder or hub id.
+        model: String,
+        /// Context length for the KV cache memory figure.
+        #[arg(long, default_value_t = 4096)]
+        context: usize,
+    },
+    /// List the registered architectures.
+    Archs,
+    /// Generate text greedily from a prompt of token ids (no tokenizer needed).
+    Generate {
+        /// A model folder or hub id.
+        #[arg(long)]
+        model: String,
+        /// The prompt as text (needs tokenizer.json in the model folder).
+        #[arg(long)]
+        prompt: String,
+        /// How many tokens to generate.
+        #[arg(long, default_value_t = 100)]
+        max_tokens: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Parity {
+            model,
+            json,
+            golden_dir,
+        } => parity(model.as_deref(), json, golden_dir),
+        Command::Inspect { model, context } => inspect::run(&model, context).map(|()| true),
+        Command::Archs => {
+            for arch in forge_core::registry::list() {
+                let aliases = if arch.aliases.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (aliases: {})", arch.aliases.join(", "))
+                };
+                println!("{}{aliases}: {}", arch.model_type, arch.description);
+            }
+            Ok(true)
+        }
+        Command::Generate {
+            model,
+            prompt,
+            max_tokens,
+        } => generate(&model, &prompt, max_tokens).map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parity(
+    model: Option<&str>,
+    json: Option<PathBuf>,
+    golden_dir: Option<PathBuf>,
+) -> anyhow::Result<bool> {
+    let golden = golden_dir.unwrap_or_else(find_golden_dir);
+    let cases = select_cases(&golden, model)?;
+    let mut reports = Vec::new();
+    for case in &cases {
+        eprintln!("[parity] {}", case.display());
+        reports.push(run_case(case, &RunOptions::default()));
+    }
+    print!("{}", render_table(&reports));
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&reports)?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(reports.iter().all(|r| r.passed()))
+}
+
+fn generate(model: &str, prompt: &str, max_tokens: usize) -> anyhow::Result<()> {
+    let loaded = forge_core::load_model(model, &forge_core::LoadOptions::default())?;
+    let tokenizer = forge_core::tokenizer::Tokenizer::from_dir(&loaded.dir)?;
+    let ids = tokenizer.encode(prompt, true)?;
+    let out = forge_core::generate::greedy(loaded.model.as_ref(), &ids, max_tokens, 512)?;
+    println!("{}", tokenizer.decode(&out, true)?);
+    Ok(())
+}

@@ -183,7 +183,8 @@ impl Rope {
                 RopeKind::Dynamic {
                     base,
                     factor: need("factor", params.factor)?,
-                    max_positions: original,
+                    // HF grows the base past max_position_embeddings itself.
+                    max_positions: max_position_embeddings as f64,
                 },
                 1.0,
             ),
@@ -199,7 +200,8 @@ impl Rope {
                 (RopeKind::Freqs(wavelengths(&inv)), 1.0)
             }
             RopeType::Yarn => {
-                let (inv, attention) = yarn(params, base, dims, original)?;
+                let (inv, attention) =
+                    yarn(params, base, dims, original, max_position_embeddings as f64)?;
                 (RopeKind::Freqs(wavelengths(&inv)), attention as f32)
             }
         };
@@ -344,11 +346,15 @@ fn yarn_mscale(scale: f64, m: f64) -> f64 {
 }
 
 /// YaRN's inverse frequencies and attention factor.
-fn yarn(params: &RopeParameters, base: f64, dims: usize, original: f64) -> Result<(Vec<f64>, f64)> {
-    let factor = params.factor.ok_or_else(|| Error::InvalidInput {
-        expected: "rope_parameters.factor for rope_type yarn".into(),
-        found: "no value".into(),
-    })?;
+fn yarn(
+    params: &RopeParameters,
+    base: f64,
+    dims: usize,
+    original: f64,
+    max_positions: f64,
+) -> Result<(Vec<f64>, f64)> {
+    // Without a factor, HF uses the ratio of the two context lengths.
+    let factor = params.factor.unwrap_or(max_positions / original);
     let attention = match (
         params.attention_factor,
         params.mscale,
@@ -450,7 +456,7 @@ mod tests {
             factor: Some(32.0),
             ..Default::default()
         };
-        let (_, attention) = yarn(&params, 150000.0, 64, 4096.0).unwrap();
+        let (_, attention) = yarn(&params, 150000.0, 64, 4096.0, 131072.0).unwrap();
         assert!((attention - (0.1 * 32f64.ln() + 1.0)).abs() < 1e-12);
     }
 }

@@ -1,0 +1,4 @@
+//! Links every architecture plugin so its `inventory::submit!` registers.
+//! `cargo xtask add-arch` appends new plugins here.
+
+extern crate forge_llama;

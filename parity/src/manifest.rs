@@ -1,0 +1,86 @@
+//! `manifest.json` of a golden case (see DESIGN.md, "Golden fixtures").
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{ParityError, Result};
+
+/// Max abs and relative error bounds; a check passes when both hold.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct Tolerance {
+    /// Bound on max |a − b|.
+    pub max_abs: f64,
+    /// Bound on ‖a − b‖ / ‖b‖.
+    pub rel: f64,
+}
+
+/// Greedy generation settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GreedySettings {
+    /// Exactly this many new tokens.
+    pub max_new_tokens: usize,
+}
+
+/// A case's manifest. Unknown keys are ignored so cases can grow.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    /// The plugin's model_type family ("llama").
+    pub arch: String,
+    /// The case name.
+    pub case: String,
+    /// What the case exercises.
+    #[serde(default)]
+    pub description: String,
+    /// Versions of the reference (transformers, torch, ...).
+    #[serde(default)]
+    pub reference: BTreeMap<String, String>,
+    /// The dtype the reference ran in.
+    #[serde(default)]
+    pub dtype: Option<String>,
+    /// The command that made the case.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Which checks apply ("logits", "hidden_states", "greedy_tokens").
+    pub checks: Vec<String>,
+    /// Default tolerance.
+    pub tolerance: Tolerance,
+    /// Per-check overrides.
+    #[serde(default)]
+    pub check_tolerances: BTreeMap<String, Tolerance>,
+    /// Greedy generation settings.
+    #[serde(default)]
+    pub greedy: Option<GreedySettings>,
+    /// Where the weights come from when `model/` is not committed.
+    #[serde(default)]
+    pub model_source: Option<serde_json::Value>,
+}
+
+impl Manifest {
+    /// Reads `manifest.json` from a case folder.
+    pub fn from_case_dir(dir: &Path) -> Result<Self> {
+        let path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| ParityError::Case {
+            path: path.clone(),
+            message: format!("cannot read the manifest: {e}"),
+        })?;
+        serde_json::from_str(&text).map_err(|e| ParityError::Case {
+            path,
+            message: format!("invalid manifest: {e}"),
+        })
+    }
+
+    /// The tolerance of `check`.
+    pub fn tolerance_for(&self, check: &str) -> Tolerance {
+        self.check_tolerances
+            .get(check)
+            .copied()
+            .unwrap_or(self.tolerance)
+    }
+
+    /// True when `check` is listed.
+    pub fn has_check(&self, check: &str) -> bool {
+        self.checks.iter().any(|c| c == check)
+    }
+}

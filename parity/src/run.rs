@@ -1,0 +1,398 @@
+//! Running one golden case through the normal loading path.
+
+use std::path::Path;
+
+use forge_core::generate::{greedy, prefill};
+use forge_core::mlx_rs::{Array, Dtype};
+use forge_core::model::{Fault, ForwardOptions, ModelInput};
+use forge_core::weights::{load_safetensors_file, TensorMap};
+use forge_core::{load_model_dir, LoadOptions, Model};
+
+use crate::compare::{compare, to_f64, Errors};
+use crate::error::{ParityError, Result};
+use crate::manifest::{Manifest, Tolerance};
+use crate::report::{sci, CaseReport};
+
+/// Options of a parity run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Plant this fault in the model before checking (tests of the harness).
+    pub fault: Option<Fault>,
+}
+
+/// Prefill chunk used by the cache consistency check.
+const CONSISTENCY_CHUNK: usize = 5;
+
+/// Runs every check of the case in `dir`. Problems that stop the case
+/// (unloadable model, malformed files) become a failing "load" row.
+pub fn run_case(dir: &Path, options: &RunOptions) -> CaseReport {
+    let manifest = match Manifest::from_case_dir(dir) {
+        Ok(m) => m,
+        Err(e) => return failed_case(dir, "?", e),
+    };
+    let mut report = CaseReport {
+        case: manifest.case.clone(),
+        arch: manifest.arch.clone(),
+        ..Default::default()
+    };
+    if let Err(e) = run_checks(dir, &manifest, options, &mut report) {
+        report.push(
+            "load",
+            "error",
+            "-".into(),
+            "-".into(),
+            false,
+            e.to_string(),
+        );
+    }
+    report
+}
+
+fn failed_case(dir: &Path, arch: &str, e: ParityError) -> CaseReport {
+    let mut report = CaseReport {
+        case: dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        arch: arch.into(),
+        ..Default::default()
+    };
+    report.push(
+        "load",
+        "error",
+        "-".into(),
+        "-".into(),
+        false,
+        e.to_string(),
+    );
+    report
+}
+
+/// The tensors of `expected.safetensors`.
+struct Expected {
+    tensors: TensorMap,
+    path: std::path::PathBuf,
+}
+
+impl Expected {
+    fn get(&self, name: &str) -> Result<&Array> {
+        self.tensors.get(name).ok_or_else(|| ParityError::Case {
+            path: self.path.clone(),
+            message: format!("no tensor `{name}`"),
+        })
+    }
+}
+
+fn run_checks(
+    dir: &Path,
+    manifest: &Manifest,
+    options: &RunOptions,
+    report: &mut CaseReport,
+) -> Result<()> {
+    let model_dir = dir.join("model");
+    if !model_dir.is_dir() {
+        return Err(ParityError::Case {
+            path: model_dir,
+            message: match &manifest.model_source {
+                Some(source) => {
+                    format!("weights come from {source}, which this harness cannot fetch yet")
+                }
+                None => "no model/ folder and no model_source in the manifest".into(),
+            },
+        });
+    }
+    let mut loaded = load_model_dir(&model_dir, &LoadOptions::strict())?;
+    if let Some(fault) = &options.fault {
+        loaded.model.plant_fault(fault);
+    }
+    let model = loaded.model.as_ref();
+    let expected_path = dir.join("expected.safetensors");
+    let expected = Expected {
+        tensors: load_safetensors_file(&expected_path)?,
+        path: expected_path,
+    };
+    let input_ids = expected.get("input_ids")?.as_dtype(Dtype::Int32)?;
+    let (b, t) = (input_ids.dim(0) as usize, input_ids.dim(1) as usize);
+    let mask = expected
+        .tensors
+        .get("attention_mask")
+        .map(|m| m.as_dtype(Dtype::Int32))
+        .transpose()?;
+    let keep: Option<Vec<bool>> = match &mask {
+        Some(m) => {
+            m.eval()?;
+            Some(m.as_slice::<i32>().iter().map(|&v| v != 0).collect())
+        }
+        None => None,
+    };
+    let output = model.forward(
+        &ModelInput::Tokens(input_ids.clone()),
+        None,
+        &ForwardOptions {
+            attention_mask: mask.clone(),
+            output_hidden_states: true,
+        },
+    )?;
+    let positions = b * t;
+    let mut logits_ok = true;
+    if manifest.has_check("logits") {
+        let logits = output.logits.as_ref().ok_or_else(|| ParityError::Case {
+            path: dir.to_path_buf(),
+            message: "the model returned no logits".into(),
+        })?;
+        let errors = compare_arrays(logits, expected.get("logits")?, positions, keep.as_deref())?;
+        logits_ok = push_numeric(
+            report,
+            "logits",
+            "",
+            errors,
+            &manifest.tolerance_for("logits"),
+        );
+    }
+    if manifest.has_check("hidden_states") {
+        check_hidden_states(
+            report,
+            manifest,
+            &expected,
+            &output.hidden_states,
+            positions,
+            keep.as_deref(),
+            logits_ok,
+        )?;
+    }
+    if manifest.has_check("greedy_tokens") {
+        check_greedy(
+            report,
+            manifest,
+            model,
+            &expected,
+            &input_ids,
+            keep.as_deref(),
+        )?;
+    }
+    if let Some(logits) = &output.logits {
+        check_cache_consistency(report, manifest, model, &input_ids, keep.as_deref(), logits)?;
+    }
+    Ok(())
+}
+
+fn compare_arrays(
+    actual: &Array,
+    expected: &Array,
+    positions: usize,
+    keep: Option<&[bool]>,
+) -> Result<Errors> {
+    if actual.shape() != expected.shape() {
+        return Ok(Errors {
+            max_abs: f64::INFINITY,
+            rel: f64::INFINITY,
+        });
+    }
+    Ok(compare(
+        &to_f64(actual)?,
+        &to_f64(expected)?,
+        positions,
+        keep,
+    ))
+}
+
+fn push_numeric(
+    report: &mut CaseReport,
+    check: &str,
+    note: &str,
+    e: Errors,
+    tol: &Tolerance,
+) -> bool {
+    let pass = e.within(tol);
+    report.push(
+        check,
+        "max_abs",
+        sci(e.max_abs),
+        sci(tol.max_abs),
+        e.max_abs <= tol.max_abs,
+        note.into(),
+    );
+    report.push(
+        check,
+        "rel",
+        sci(e.rel),
+        sci(tol.rel),
+        e.rel <= tol.rel,
+        note.into(),
+    );
+    pass
+}
+
+/// One summary pair of rows over all layers; names the worst layer, and the
+/// first failing one when logits failed.
+fn check_hidden_states(
+    report: &mut CaseReport,
+    manifest: &Manifest,
+    expected: &Expected,
+    actual: &[Array],
+    positions: usize,
+    keep: Option<&[bool]>,
+    logits_ok: bool,
+) -> Result<()> {
+    let tol = manifest.tolerance_for("hidden_states");
+    let count = (0..)
+        .take_while(|i| expected.tensors.contains_key(&format!("hidden_states.{i}")))
+        .count();
+    if count != actual.len() {
+        report.push(
+            "hidden_states",
+            "count",
+            actual.len().to_string(),
+            count.to_string(),
+            false,
+            "the model returned a different number of hidden states".into(),
+        );
+        return Ok(());
+    }
+    let mut worst = (
+        Errors {
+            max_abs: 0.0,
+            rel: 0.0,
+        },
+        0usize,
+    );
+    let mut first_failure = None;
+    for (i, a) in actual.iter().enumerate() {
+        let e = compare_arrays(
+            a,
+            expected.get(&format!("hidden_states.{i}"))?,
+            positions,
+            keep,
+        )?;
+        if first_failure.is_none() && !e.within(&tol) {
+            first_failure = Some(i);
+        }
+        if !(e.max_abs <= worst.0.max_abs) || !(e.rel <= worst.0.rel) {
+            worst = (
+                Errors {
+                    max_abs: worst.0.max_abs.max(e.max_abs),
+                    rel: worst.0.rel.max(e.rel),
+                },
+                i,
+            );
+        }
+    }
+    let note = match first_failure {
+        Some(i) => format!("first failing: hidden_states.{i}, {}", layer_name(i, count)),
+        None => format!("{count} tensors, worst hidden_states.{}", worst.1),
+    };
+    push_numeric(report, "hidden_states", &note, worst.0, &tol);
+    if !logits_ok {
+        if let Some(i) = first_failure {
+            report.first_divergence = Some(format!("hidden_states.{i} ({})", layer_name(i, count)));
+        }
+    }
+    Ok(())
+}
+
+/// What HF's hidden state `i` of `count` is.
+fn layer_name(i: usize, count: usize) -> String {
+    if i == 0 {
+        "embeddings".into()
+    } else if i + 1 == count {
+        format!("output of layer {} after the final norm", i - 1)
+    } else {
+        format!("output of layer {}", i - 1)
+    }
+}
+
+/// The real (unpadded) tokens of each row.
+fn rows(input_ids: &Array, keep: Option<&[bool]>) -> Result<Vec<Vec<u32>>> {
+    let ids = input_ids.as_dtype(Dtype::Int32)?;
+    ids.eval()?;
+    let t = ids.dim(1) as usize;
+    let flat = ids.as_slice::<i32>();
+    Ok(flat
+        .chunks(t.max(1))
+        .enumerate()
+        .map(|(r, row)| {
+            row.iter()
+                .enumerate()
+                .filter(|(j, _)| keep.is_none_or(|k| k[r * t + j]))
+                .map(|(_, &v)| v as u32)
+                .collect()
+        })
+        .collect())
+}
+
+fn check_greedy(
+    report: &mut CaseReport,
+    manifest: &Manifest,
+    model: &dyn Model,
+    expected: &Expected,
+    input_ids: &Array,
+    keep: Option<&[bool]>,
+) -> Result<()> {
+    let want = expected.get("greedy_tokens")?.as_dtype(Dtype::Int32)?;
+    want.eval()?;
+    let n = manifest
+        .greedy
+        .as_ref()
+        .map_or(want.dim(1) as usize, |g| g.max_new_tokens);
+    let want: Vec<u32> = want.as_slice::<i32>().iter().map(|&v| v as u32).collect();
+    let mut got = Vec::new();
+    for row in rows(input_ids, keep)? {
+        got.extend(greedy(model, &row, n, 512)?);
+    }
+    let matching = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
+    let pass = got == want;
+    let note = if pass {
+        String::new()
+    } else {
+        format!("first difference at token {matching}: got {got:?}, expected {want:?}")
+    };
+    report.push(
+        "greedy_tokens",
+        "exact",
+        format!("{matching}/{}", want.len()),
+        "all".into(),
+        pass,
+        note,
+    );
+    Ok(())
+}
+
+/// Checks that need no reference: logits from incremental decoding through
+/// the cache, and from prefill in chunks, equal the one-shot forward.
+fn check_cache_consistency(
+    report: &mut CaseReport,
+    manifest: &Manifest,
+    model: &dyn Model,
+    input_ids: &Array,
+    keep: Option<&[bool]>,
+    full_logits: &Array,
+) -> Result<()> {
+    let tol = manifest.tolerance_for("logits");
+    let t = input_ids.dim(1) as usize;
+    let full = to_f64(full_logits)?;
+    let vocab = full.len() / (input_ids.dim(0) as usize * t).max(1);
+    for (check, chunk) in [
+        ("incremental_decode", 1),
+        ("chunked_prefill", CONSISTENCY_CHUNK),
+    ] {
+        let mut worst = Errors {
+            max_abs: 0.0,
+            rel: 0.0,
+        };
+        for (r, row) in rows(input_ids, keep)?.iter().enumerate() {
+            let mut cache = model.new_cache();
+            let logits = to_f64(&prefill(model, row, &mut cache, chunk)?)?;
+            // The row's real positions are its last row.len() positions.
+            let start = (r * t + (t - row.len())) * vocab;
+            let reference = &full[start..start + row.len() * vocab];
+            let e = compare(&logits, reference, row.len(), None);
+            worst = Errors {
+                max_abs: worst.max_abs.max(e.max_abs),
+                rel: worst.rel.max(e.rel),
+            };
+        }
+        let note = format!("chunk {chunk} vs one-shot");
+        push_numeric(report, check, &note, worst, &tol);
+    }
+    Ok(())
+}
