@@ -1,0 +1,41 @@
+//! Helpers shared by the parity tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// Links the plugins so they register.
+extern crate forge_llama;
+
+/// The repository's golden folder.
+pub fn golden() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../golden")
+}
+
+/// Copies a case folder (recursively) into `to`.
+pub fn copy_case(case: &str, to: &Path) -> PathBuf {
+    let from = golden().join(case);
+    let dest = to.join(case);
+    copy_dir(&from, &dest);
+    dest
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Edits a JSON file in place.
+pub fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    edit(value.as_object_mut().unwrap());
+    std::fs::write(path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+}
