@@ -64,6 +64,38 @@ pub struct RopeParameters {
     pub partial_rotary_factor: Option<f64>,
 }
 
+impl RopeParameters {
+    /// "llama3, rope_theta 10000, factor 8, ..." listing the values that are set.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![format!("{:?}", self.rope_type).to_lowercase()];
+        let numbers = [
+            ("rope_theta", self.rope_theta),
+            ("factor", self.factor),
+            (
+                "original_max_position_embeddings",
+                self.original_max_position_embeddings.map(|v| v as f64),
+            ),
+            ("low_freq_factor", self.low_freq_factor),
+            ("high_freq_factor", self.high_freq_factor),
+            ("beta_fast", self.beta_fast),
+            ("beta_slow", self.beta_slow),
+            ("mscale", self.mscale),
+            ("mscale_all_dim", self.mscale_all_dim),
+            ("attention_factor", self.attention_factor),
+            ("partial_rotary_factor", self.partial_rotary_factor),
+        ];
+        for (name, value) in numbers {
+            if let Some(v) = value {
+                parts.push(format!("{name} {v}"));
+            }
+        }
+        if let Some(t) = self.truncate {
+            parts.push(format!("truncate {t}"));
+        }
+        parts.join(", ")
+    }
+}
+
 /// Rewrites transformers-4 rope keys (`rope_theta`, `rope_scaling`) into a
 /// transformers-5 `rope_parameters` object, in place. Errors are
 /// (key, expected, found).

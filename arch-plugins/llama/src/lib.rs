@@ -555,10 +555,8 @@ impl Model for Llama {
                 ),
             ),
             PlanItem::new("norm", format!("RMSNorm, eps {}", a.rms_norm_eps)),
-            PlanItem::new(
-                "rope",
-                format!("{:?}: {rope}", a.rope_parameters.rope_type).to_lowercase(),
-            ),
+            PlanItem::new("rope", a.rope_parameters.summary()),
+            PlanItem::new("rope kernel", rope),
             PlanItem::new("attention pattern", compress_pattern(&pattern)),
             PlanItem::new("vocab", a.vocab_size),
             PlanItem::new(
