@@ -3,6 +3,7 @@
 //! It depends on nothing but std, and on no workspace crate, so that it runs
 //! before MLX is installed. `cargo xtask help` lists the commands.
 
+mod add_arch;
 mod golden;
 mod parity;
 mod setup;
@@ -32,7 +33,10 @@ Commands:
   golden [--case NAME ...]    Rebuild golden fixtures with golden/generate.py in the venv
                               .forge/golden-venv (made from golden/requirements.txt, and
                               reinstalled when that file changes).
-  add-arch                    Add an architecture plugin (not implemented yet).
+  add-arch <model_type> [--from <plugin>]
+                              Start a new architecture plugin as a copy of a working one
+                              (llama by default): arch-plugins/<name>, registered under
+                              <model_type>, linked into the CLI and the parity tests.
   bench                       Run the throughput benches (not implemented yet).
   help                        This text.
 
@@ -56,7 +60,8 @@ fn main() -> ExitCode {
         "test" => test::test(rest).map(|()| 0),
         "parity" => parity::parity(rest),
         "golden" => golden::golden(rest),
-        "add-arch" | "bench" => {
+        "add-arch" => add_arch::add_arch(rest),
+        "bench" => {
             eprintln!("error: `cargo xtask {command}` is not implemented yet");
             return ExitCode::from(2);
         }
