@@ -36,11 +36,7 @@ pub fn compare(
     positions: usize,
     keep: Option<&[bool]>,
 ) -> Errors {
-    let width = if positions == 0 {
-        0
-    } else {
-        expected.len() / positions
-    };
+    let width = expected.len().checked_div(positions).unwrap_or(0);
     let mut max_abs: f64 = 0.0;
     let (mut diff2, mut ref2) = (0.0f64, 0.0f64);
     for p in 0..positions {

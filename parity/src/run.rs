@@ -249,13 +249,11 @@ fn check_hidden_states(
         );
         return Ok(());
     }
-    let mut worst = (
-        Errors {
-            max_abs: 0.0,
-            rel: 0.0,
-        },
-        0usize,
-    );
+    let mut worst = Errors {
+        max_abs: 0.0,
+        rel: 0.0,
+    };
+    let mut worst_layer = 0;
     let mut first_failure = None;
     for (i, a) in actual.iter().enumerate() {
         let e = compare_arrays(
@@ -267,27 +265,34 @@ fn check_hidden_states(
         if first_failure.is_none() && !e.within(&tol) {
             first_failure = Some(i);
         }
-        if !(e.max_abs <= worst.0.max_abs) || !(e.rel <= worst.0.rel) {
-            worst = (
-                Errors {
-                    max_abs: worst.0.max_abs.max(e.max_abs),
-                    rel: worst.0.rel.max(e.rel),
-                },
-                i,
-            );
+        if e.rel.is_nan() || e.rel > worst.rel {
+            worst_layer = i;
         }
+        worst = Errors {
+            max_abs: nan_max(worst.max_abs, e.max_abs),
+            rel: nan_max(worst.rel, e.rel),
+        };
     }
     let note = match first_failure {
         Some(i) => format!("first failing: hidden_states.{i}, {}", layer_name(i, count)),
-        None => format!("{count} tensors, worst hidden_states.{}", worst.1),
+        None => format!("{count} tensors, worst hidden_states.{worst_layer}"),
     };
-    push_numeric(report, "hidden_states", &note, worst.0, &tol);
+    push_numeric(report, "hidden_states", &note, worst, &tol);
     if !logits_ok {
         if let Some(i) = first_failure {
             report.first_divergence = Some(format!("hidden_states.{i} ({})", layer_name(i, count)));
         }
     }
     Ok(())
+}
+
+/// The larger of two errors; NaN wins.
+fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
 }
 
 /// What HF's hidden state `i` of `count` is.
@@ -387,8 +392,8 @@ fn check_cache_consistency(
             let reference = &full[start..start + row.len() * vocab];
             let e = compare(&logits, reference, row.len(), None);
             worst = Errors {
-                max_abs: worst.max_abs.max(e.max_abs),
-                rel: worst.rel.max(e.rel),
+                max_abs: nan_max(worst.max_abs, e.max_abs),
+                rel: nan_max(worst.rel, e.rel),
             };
         }
         let note = format!("chunk {chunk} vs one-shot");

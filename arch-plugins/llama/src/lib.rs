@@ -26,7 +26,7 @@ inventory::submit! {
         description: "Llama: RMSNorm, grouped-query attention with RoPE, SwiGLU MLP",
         ignored_config_keys: IGNORED_CONFIG_KEYS,
         sanitize: keep_weights,
-        build: build,
+        build,
     }
 }
 
@@ -163,7 +163,7 @@ pub fn build(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn Mode
             found: format!("{:?}", args.hidden_act),
         });
     }
-    if args.num_attention_heads % args.kv_heads() != 0 {
+    if !args.num_attention_heads.is_multiple_of(args.kv_heads()) {
         return Err(Error::ConfigValue {
             path: config.path().to_path_buf(),
             key: "num_key_value_heads".into(),
