@@ -36,7 +36,7 @@ torch.use_deterministic_algorithms(True)
 import safetensors  # noqa: E402
 import transformers  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
-from transformers import AutoModelForCausalLM, LlamaConfig  # noqa: E402
+from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 hf_logging.set_verbosity_error()
@@ -506,6 +506,74 @@ def case_llama_rope_linear() -> Case:
     )
 
 
+# --------------------------------------------------------------------------
+# Mistral cases (served by the llama plugin: model_type "mistral" is an alias)
+# --------------------------------------------------------------------------
+
+
+def tiny_mistral(**overrides) -> MistralConfig:
+    """A small mistral config, the same shapes as `tiny_llama`; overrides win.
+
+    MistralConfig has no attention_bias / mlp_bias / pretraining_tp, so its
+    config.json has none of those keys; it has `sliding_window` instead.
+    """
+    values = dict(
+        vocab_size=160,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=256,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=None,
+        sliding_window=4096,
+    )
+    values.update(overrides)
+    return MistralConfig(**values)
+
+
+def sliding_window_off_difference(case, model, input_ids, attention_mask, logits) -> str:
+    """Rebuild the same weights with `sliding_window` None: how much does the window move logits?"""
+    full_config = MistralConfig.from_dict(model.config.to_dict())
+    full_config.sliding_window = None
+    full = AutoModelForCausalLM.from_config(
+        full_config, attn_implementation="eager", dtype=torch.float32
+    ).eval()
+    full.load_state_dict(model.state_dict())
+    full_logits, _ = forward(full, input_ids, attention_mask)
+    diff = masked_max_abs(logits, full_logits, attention_mask)
+    if diff < 1e-2:
+        raise RuntimeError(f"case {case.name}: the sliding window barely matters ({diff:.3g})")
+    return (
+        f"; switching the window off (sliding_window null) moves logits by up to {diff:.2g}",
+        f"; sliding window off: max |dlogits| {diff:.3g}",
+    )
+
+
+def case_mistral_sliding_window() -> Case:
+    return Case(
+        name="mistral-sliding-window",
+        arch="llama",
+        description=(
+            "mistral (model_type mistral, MistralForCausalLM) with sliding_window 6 in every layer "
+            "over 24 prompt positions: query i sees keys j with i-6 < j <= i (6 keys including "
+            "itself); 4 query / 2 kv heads, head_dim 16, default rope, untied embeddings; greedy "
+            "tokens from generate with HF's sliding-window KV cache; config.json has sliding_window "
+            "but no layer_types, use_sliding_window or max_window_layers"
+        ),
+        seed=1007,
+        config=tiny_mistral(sliding_window=6),
+        prompt_lengths=[24],
+        describe_extra=sliding_window_off_difference,
+    )
+
+
 CASES: dict[str, Callable[[], Case]] = {
     "llama-gqa": case_llama_gqa,
     "llama-bias-headdim-tied": case_llama_bias_headdim_tied,
@@ -513,6 +581,7 @@ CASES: dict[str, Callable[[], Case]] = {
     "llama-batch-leftpad": case_llama_batch_leftpad,
     "llama-yarn": case_llama_yarn,
     "llama-rope-linear": case_llama_rope_linear,
+    "mistral-sliding-window": case_mistral_sliding_window,
 }
 
 
