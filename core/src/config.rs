@@ -161,6 +161,7 @@ impl ModelConfig {
         })?;
         let model_type = self.model_type().unwrap_or("?").to_string();
         let mut report = self.report.borrow_mut();
+        *report = ConfigKeyReport::default();
         for key in not_read {
             let top = key.split('.').next().unwrap_or(&key);
             if GENERIC_IGNORED_KEYS.contains(&top)

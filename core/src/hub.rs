@@ -64,10 +64,21 @@ pub fn resolve(model: &str, options: &HubOptions) -> Result<PathBuf> {
         Some((id, rev)) => (id.to_string(), rev.to_string()),
         None => (model.to_string(), "main".to_string()),
     };
-    let repo = Repo::with_revision(repo_id.clone(), hf_hub::RepoType::Model, revision);
+    let repo = Repo::with_revision(repo_id.clone(), hf_hub::RepoType::Model, revision.clone());
     let cache = Cache::new(options.cache_dir.clone());
     if let Some(config) = cache.repo(repo.clone()).get("config.json") {
         return Ok(parent(&config));
+    }
+    // A commit hash has no ref file: its snapshot folder is named after it.
+    if revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit()) {
+        let snapshot = options
+            .cache_dir
+            .join(repo.folder_name())
+            .join("snapshots")
+            .join(&revision);
+        if snapshot.join("config.json").is_file() {
+            return Ok(snapshot);
+        }
     }
     if options.offline {
         return Err(Error::Resolve {

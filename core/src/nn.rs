@@ -113,6 +113,9 @@ pub fn attention_mask(
         allowed = ops::logical_and(&allowed, &real)?;
     }
     let zero = Array::from_f32(0.0).as_dtype(dtype)?;
-    let blocked = Array::from_f32(f32::MIN).as_dtype(dtype)?;
+    // The dtype's own finite minimum (HF's `torch.finfo(dtype).min`):
+    // f32::MIN cast to f16 or bf16 is -inf, which makes a fully padded row NaN.
+    let min = dtype.finfo_min().unwrap_or(f32::MIN as f64);
+    let blocked = Array::from_f64(min).as_dtype(dtype)?;
     Ok(ops::select(&allowed, &zero, &blocked)?)
 }

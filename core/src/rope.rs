@@ -104,6 +104,7 @@ pub(crate) fn normalize_rope_keys(
 ) -> std::result::Result<(), (String, String, String)> {
     let theta = json.remove("rope_theta");
     let scaling = json.remove("rope_scaling");
+    let had_params = matches!(json.get("rope_parameters"), Some(Value::Object(_)));
     let mut params = match json.remove("rope_parameters") {
         Some(Value::Object(p)) => p,
         Some(Value::Null) | None => Map::new(),
@@ -138,7 +139,11 @@ pub(crate) fn normalize_rope_keys(
     if let Some(theta) = theta {
         params.entry("rope_theta").or_insert(theta);
     }
-    json.insert("rope_parameters".into(), Value::Object(params));
+    // A config without rope settings gets none: an architecture without
+    // rope must not see (and report) a key the file never had.
+    if had_params || !params.is_empty() {
+        json.insert("rope_parameters".into(), Value::Object(params));
+    }
     Ok(())
 }
 
@@ -472,11 +477,11 @@ mod tests {
 
     #[test]
     fn llama3_keeps_high_frequencies_and_divides_low_ones() {
-        let inv = llama3_inv_freq(10000.0, 64, 8.0, 1.0, 4.0, 16.0);
+        let inv = llama3_inv_freq(10000.0, 64, 8.0, 1.0, 4.0, 64.0);
         let plain = default_inv_freq(10000.0, 64);
-        // Highest frequency: wavelength 2π < 16/4, unchanged.
+        // Highest frequency: wavelength 2π < 64/4, unchanged.
         assert_eq!(inv[0], plain[0]);
-        // Lowest frequency: wavelength far beyond 16, divided by the factor.
+        // Lowest frequency: wavelength far beyond 64, divided by the factor.
         let last = inv.len() - 1;
         assert!((inv[last] - plain[last] / 8.0).abs() < 1e-12);
     }

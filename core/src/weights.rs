@@ -93,7 +93,21 @@ pub fn load_safetensors_file(path: &Path) -> Result<TensorMap> {
             path: path.to_path_buf(),
             message: format!("tensor {name}: dtype {:?} is not supported", view.dtype()),
         })?;
-        let shape: Vec<i32> = view.shape().iter().map(|&d| d as i32).collect();
+        let Ok(shape) = view
+            .shape()
+            .iter()
+            .map(|&d| i32::try_from(d))
+            .collect::<std::result::Result<Vec<i32>, _>>()
+        else {
+            return Err(Error::Safetensors {
+                path: path.to_path_buf(),
+                message: format!(
+                    "tensor {name}: shape {:?} has a dimension larger than MLX supports ({})",
+                    view.shape(),
+                    i32::MAX
+                ),
+            });
+        };
         let data = view.data();
         let expected_bytes = view.shape().iter().product::<usize>() * view.dtype().bitsize() / 8;
         if data.len() != expected_bytes {
