@@ -22,7 +22,9 @@ use serde::Deserialize;
 inventory::submit! {
     Architecture {
         model_type: "llama",
-        aliases: &[],
+        // Mistral is Llama with a sliding window on every layer (golden case
+        // mistral-sliding-window).
+        aliases: &["mistral"],
         description: "Llama: RMSNorm, grouped-query attention with RoPE, SwiGLU MLP",
         ignored_config_keys: IGNORED_CONFIG_KEYS,
         sanitize: keep_weights,
@@ -32,7 +34,7 @@ inventory::submit! {
 
 /// Llama config keys that do not change the numerics of inference.
 /// (`pretraining_tp` only split matmuls in old transformers versions.)
-const IGNORED_CONFIG_KEYS: &[&str] = &["pretraining_tp", "max_window_layers", "use_sliding_window"];
+const IGNORED_CONFIG_KEYS: &[&str] = &["pretraining_tp"];
 
 /// The config of a Llama checkpoint (HF `LlamaConfig` names).
 #[derive(Debug, Clone, Deserialize)]
@@ -76,6 +78,8 @@ pub struct LlamaArgs {
     pub sliding_window: Option<usize>,
     /// Per layer "full_attention" or "sliding_attention".
     pub layer_types: Option<Vec<String>>,
+    /// `false` turns the window off even when `sliding_window` is set.
+    pub use_sliding_window: Option<bool>,
 }
 
 fn default_eps() -> f64 {
@@ -106,7 +110,12 @@ impl LlamaArgs {
             expected: expected.into(),
             found,
         };
-        match (&self.layer_types, self.sliding_window) {
+        // HF: a window given with use_sliding_window = false is not used.
+        let window = match self.use_sliding_window {
+            Some(false) => None,
+            _ => self.sliding_window,
+        };
+        match (&self.layer_types, window) {
             (None, window) => Ok(vec![window; self.num_hidden_layers]),
             (Some(types), window) => {
                 if types.len() != self.num_hidden_layers {
