@@ -57,10 +57,24 @@ pub fn rewrite_lib(source: &str, from: &Names, to: &Names) -> Result<String> {
          //! with `cargo xtask parity --model {}`.\n//!\n",
         to.model_type, from.model_type, from.model_type, to.model_type
     );
-    Ok(format!(
-        "{header}{}",
-        source.replace(&old, &format!("model_type: \"{}\",", to.model_type))
-    ))
+    let mut out = String::new();
+    for line in source.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        if trimmed.starts_with(&old) {
+            out.push_str(&format!("{indent}model_type: \"{}\",\n", to.model_type));
+        } else if trimmed.starts_with("aliases: &[") {
+            out.push_str(&format!("{indent}aliases: &[],\n"));
+        } else if trimmed.starts_with("description: \"") {
+            out.push_str(&format!(
+                "{indent}description: \"{} (started from {} by cargo xtask add-arch)\",\n",
+                to.model_type, from.model_type
+            ));
+        } else {
+            out.push_str(line);
+        }
+    }
+    Ok(format!("{header}{out}"))
 }
 
 /// Inserts `line` after the first line containing `anchor`, unless present.
@@ -221,10 +235,17 @@ mod tests {
     fn lib_is_registered_under_the_new_model_type() {
         let from = names("llama").unwrap();
         let to = names("qwen3").unwrap();
-        let src = "inventory::submit! {\n    Architecture {\n        model_type: \"llama\",\n";
+        let src =
+            "inventory::submit! {\n    Architecture {\n        model_type: \"llama\",\n        \
+                   aliases: &[\"mistral\"],\n        description: \"Llama: ...\",\n";
         let out = rewrite_lib(src, &from, &to).unwrap();
-        assert!(out.contains("model_type: \"qwen3\","));
+        assert!(out.contains("        model_type: \"qwen3\",\n"));
         assert!(!out.contains("model_type: \"llama\","));
+        assert!(out.contains("        aliases: &[],\n"), "{out}");
+        assert!(!out.contains("mistral"));
+        assert!(
+            out.contains("description: \"qwen3 (started from llama by cargo xtask add-arch)\",")
+        );
         assert!(rewrite_lib("nothing", &from, &to).is_err());
     }
 

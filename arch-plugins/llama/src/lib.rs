@@ -5,7 +5,9 @@
 //! Options covered by the golden cases: biases on the attention and MLP
 //! projections, an explicit `head_dim` (heads × head_dim ≠ hidden), tied
 //! embeddings, every rope variant of [`forge_core::rope`], and a sliding
-//! window through `sliding_window` / `layer_types`.
+//! window through `sliding_window` / `layer_types`. Mistral is this model
+//! with a window on every layer, so the plugin also serves model_type
+//! `mistral` (golden case mistral-sliding-window).
 
 use forge_core::cache::{KvCache, StandardCache};
 use forge_core::mlx_rs::fast::ScaledDotProductAttentionMask;
@@ -22,8 +24,6 @@ use serde::Deserialize;
 inventory::submit! {
     Architecture {
         model_type: "llama",
-        // Mistral is Llama with a sliding window on every layer (golden case
-        // mistral-sliding-window).
         aliases: &["mistral"],
         description: "Llama: RMSNorm, grouped-query attention with RoPE, SwiGLU MLP",
         ignored_config_keys: IGNORED_CONFIG_KEYS,
