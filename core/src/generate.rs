@@ -70,27 +70,17 @@ pub fn token_array(tokens: &[u32]) -> Array {
     Array::from_slice(&ids, &[1, ids.len() as i32])
 }
 
+/// The argmax of the last position of `[1, T, vocab]` logits.
 fn last_argmax(logits: &Array) -> Result<u32> {
     let t = logits.dim(1);
-    let last = logits.index_last_position(t)?;
-    let id = ops::indexing::argmax_axis(&last, -1, false)?;
+    let parts = logits.split_at_indices(&[t - 1], 1)?;
+    let last = parts.last().ok_or_else(|| Error::InvalidInput {
+        expected: "logits with at least one position".into(),
+        found: format!("shape {:?}", logits.shape()),
+    })?;
+    let id = ops::indexing::argmax_axis(last.reshape(&[-1])?, -1, false)?;
     id.eval()?;
     Ok(id.as_slice::<u32>().first().copied().unwrap_or(0))
-}
-
-trait LastPosition {
-    fn index_last_position(&self, t: i32) -> Result<Array>;
-}
-
-impl LastPosition for Array {
-    fn index_last_position(&self, t: i32) -> Result<Array> {
-        let parts = self.split_at_indices(&[t - 1], 1)?;
-        let last = parts.last().cloned().ok_or_else(|| Error::InvalidInput {
-            expected: "logits with at least one position".into(),
-            found: format!("shape {:?}", self.shape()),
-        })?;
-        Ok(last.reshape(&[-1])?)
-    }
 }
 
 fn check_context(model: &dyn Model, cache: &[Box<dyn KvCache>], new: usize) -> Result<()> {

@@ -26,16 +26,27 @@ const CONSISTENCY_CHUNK: usize = 5;
 /// Runs every check of the case in `dir`. Problems that stop the case
 /// (unloadable model, malformed files) become a failing "load" row.
 pub fn run_case(dir: &Path, options: &RunOptions) -> CaseReport {
-    let manifest = match Manifest::from_case_dir(dir) {
-        Ok(m) => m,
-        Err(e) => return failed_case(dir, "?", e),
+    let (mut report, result) = match Manifest::from_case_dir(dir) {
+        Ok(manifest) => {
+            let mut report = CaseReport {
+                case: manifest.case.clone(),
+                arch: manifest.arch.clone(),
+                ..Default::default()
+            };
+            let result = run_checks(dir, &manifest, options, &mut report);
+            (report, result)
+        }
+        Err(e) => {
+            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+            let report = CaseReport {
+                case: name.unwrap_or_default(),
+                arch: "?".into(),
+                ..Default::default()
+            };
+            (report, Err(e))
+        }
     };
-    let mut report = CaseReport {
-        case: manifest.case.clone(),
-        arch: manifest.arch.clone(),
-        ..Default::default()
-    };
-    if let Err(e) = run_checks(dir, &manifest, options, &mut report) {
+    if let Err(e) = result {
         report.push(
             "load",
             "error",
@@ -45,26 +56,6 @@ pub fn run_case(dir: &Path, options: &RunOptions) -> CaseReport {
             e.to_string(),
         );
     }
-    report
-}
-
-fn failed_case(dir: &Path, arch: &str, e: ParityError) -> CaseReport {
-    let mut report = CaseReport {
-        case: dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        arch: arch.into(),
-        ..Default::default()
-    };
-    report.push(
-        "load",
-        "error",
-        "-".into(),
-        "-".into(),
-        false,
-        e.to_string(),
-    );
     report
 }
 
@@ -376,6 +367,7 @@ fn check_cache_consistency(
     let t = input_ids.dim(1) as usize;
     let full = to_f64(full_logits)?;
     let vocab = full.len() / (input_ids.dim(0) as usize * t).max(1);
+    let prompts = rows(input_ids, keep)?;
     for (check, chunk) in [
         ("incremental_decode", 1),
         ("chunked_prefill", CONSISTENCY_CHUNK),
@@ -384,7 +376,7 @@ fn check_cache_consistency(
             max_abs: 0.0,
             rel: 0.0,
         };
-        for (r, row) in rows(input_ids, keep)?.iter().enumerate() {
+        for (r, row) in prompts.iter().enumerate() {
             let mut cache = model.new_cache();
             let logits = to_f64(&prefill(model, row, &mut cache, chunk)?)?;
             // The row's real positions are its last row.len() positions.

@@ -198,7 +198,7 @@ pub fn build(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn Mode
         .collect();
     let norm = RmsNorm::load(weights, "model.norm", args.hidden_size, args.rms_norm_eps);
     let lm_head = if args.tie_word_embeddings {
-        // Some tied checkpoints still carry a copy of the head; it must equal the table.
+        // Some tied checkpoints still carry a copy of the head; the table is used.
         weights.take_optional(
             "lm_head.weight",
             &[args.vocab_size as i32, args.hidden_size as i32],
