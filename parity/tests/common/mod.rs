@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+extern crate forge_gpt_oss;
 /// Links the plugins so they register.
 extern crate forge_llama;
 
