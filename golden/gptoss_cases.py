@@ -58,6 +58,20 @@ def tiny_gptoss(**overrides) -> GptOssConfig:
     return GptOssConfig(**values)
 
 
+def gptoss_case(name: str, seed: int, description: str, prompt_lengths: list[int], config: GptOssConfig, **extra):
+    """A gpt-oss Case: the arch, and the expert-implementation noise variant, filled in."""
+    return g.Case(
+        name=name,
+        arch="gpt_oss",
+        noise_variant=NOISE_VARIANT,
+        description=description,
+        seed=seed,
+        config=config,
+        prompt_lengths=prompt_lengths,
+        **extra,
+    )
+
+
 def _rebuilt(model, edit):
     """The same weights under an edited config."""
     config = GptOssConfig.from_dict(model.config.to_dict())
@@ -89,9 +103,8 @@ def _truncate_flipped(config):
 
 
 def case_gptoss_long_window() -> g.Case:
-    return g.Case(
+    return gptoss_case(
         name="gpt-oss-long-window",
-        arch="gpt_oss",
         description=(
             "gpt-oss: 4 layers (sliding, full, sliding, full) with sliding_window 4 over 40 positions "
             "(query i sees keys i-4 < j <= i), learned sinks, 4 query / 2 kv heads, 4 experts top-2 "
@@ -101,16 +114,14 @@ def case_gptoss_long_window() -> g.Case:
         seed=9001,
         config=tiny_gptoss(),
         prompt_lengths=[40],
-        noise_variant=NOISE_VARIANT,
         describe_extra=_feature_difference("making every layer full attention", _window_off),
     )
 
 
 def case_gptoss_truncate_true() -> g.Case:
     rope = dict(RELEASED_YARN, truncate=True)
-    return g.Case(
+    return gptoss_case(
         name="gpt-oss-yarn-truncate",
-        arch="gpt_oss",
         description=(
             "gpt-oss with YaRN truncate true (the correction range rounded to whole dimensions), "
             "otherwise the released rope; swiglu_limit 0.5 and swiglu_alpha 1.5 so the clamp and gain "
@@ -119,15 +130,13 @@ def case_gptoss_truncate_true() -> g.Case:
         seed=9002,
         config=tiny_gptoss(rope_parameters=rope, swiglu_limit=0.5, swiglu_alpha=1.5, sliding_window=6),
         prompt_lengths=[24],
-        noise_variant=NOISE_VARIANT,
         describe_extra=_feature_difference("flipping truncate", _truncate_flipped),
     )
 
 
 def case_gptoss_batch_leftpad() -> g.Case:
-    return g.Case(
+    return gptoss_case(
         name="gpt-oss-batch-leftpad",
-        arch="gpt_oss",
         description=(
             "gpt-oss, batch of 2 with left padding (row 1 has 6 pad positions), pad_token_id 0, "
             "sliding_window 4, layer_types full, sliding, sliding, full; greedy tokens from batched "
@@ -139,7 +148,6 @@ def case_gptoss_batch_leftpad() -> g.Case:
             layer_types=["full_attention", "sliding_attention", "sliding_attention", "full_attention"],
         ),
         prompt_lengths=[16, 10],
-        noise_variant=NOISE_VARIANT,
     )
 
 
@@ -211,9 +219,8 @@ def write_mxfp4_checkpoint(case, model_dir: Path) -> None:
 
 
 def case_gptoss_mxfp4() -> g.Case:
-    return g.Case(
+    return gptoss_case(
         name="gpt-oss-mxfp4",
-        arch="gpt_oss",
         description=(
             "gpt-oss with MXFP4 experts stored as the released checkpoints store them "
             "(*_blocks uint8 [E, out, in/32, 16], *_scales uint8 e8m0 [E, out, in/32], "
@@ -223,7 +230,6 @@ def case_gptoss_mxfp4() -> g.Case:
         seed=9004,
         config=tiny_gptoss(),
         prompt_lengths=[20],
-        noise_variant=NOISE_VARIANT,
         prepare_model=snap_experts_to_mxfp4,
         rewrite_checkpoint=write_mxfp4_checkpoint,
     )

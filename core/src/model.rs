@@ -3,8 +3,9 @@
 
 use mlx_rs::Array;
 
-use crate::cache::KvCache;
-use crate::error::Result;
+use crate::cache::{KvCache, StandardCache};
+use crate::error::{Error, Result};
+use crate::nn::Embedding;
 
 /// What kind of model a plugin builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,4 +119,65 @@ pub enum Fault {
     },
     /// Use this rope θ instead of the configured one.
     RopeTheta(f64),
+}
+
+/// The first hidden state of a causal LM's forward pass: the token
+/// embeddings, or the embeddings given. Also checks that `cache` has one
+/// entry per layer and returns its offset (0 without a cache).
+pub fn causal_lm_input(
+    input: &ModelInput,
+    embed_tokens: &Embedding,
+    cache: Option<&[Box<dyn KvCache>]>,
+    num_layers: usize,
+    model_name: &str,
+) -> Result<(Array, usize)> {
+    let h = match input {
+        ModelInput::Tokens(ids) => embed_tokens.forward(ids)?,
+        ModelInput::Embeddings(e) => e.clone(),
+        ModelInput::Pixels(_) => {
+            return Err(Error::InvalidInput {
+                expected: format!("token ids or embeddings for a {model_name} model"),
+                found: "pixel values".into(),
+            })
+        }
+    };
+    let offset = match cache {
+        Some(cache) if cache.len() != num_layers => {
+            return Err(Error::InvalidInput {
+                expected: format!("a cache with {num_layers} layers"),
+                found: format!("{} layers", cache.len()),
+            })
+        }
+        Some(cache) => cache.first().map_or(0, |c| c.offset()),
+        None => 0,
+    };
+    Ok((h, offset))
+}
+
+/// Runs `layers` in order over `h`, each with its own cache entry, and
+/// returns the last output together with, when `keep_inputs`, every
+/// layer's input (HF's hidden states, short of the final norm's output).
+pub fn run_layers<L>(
+    mut h: Array,
+    layers: &[L],
+    mut cache: Option<&mut [Box<dyn KvCache>]>,
+    keep_inputs: bool,
+    forward: impl Fn(&L, &Array, Option<&mut Box<dyn KvCache>>) -> Result<Array>,
+) -> Result<(Array, Vec<Array>)> {
+    let mut inputs = Vec::new();
+    for (i, layer) in layers.iter().enumerate() {
+        if keep_inputs {
+            inputs.push(h.clone());
+        }
+        let layer_cache = cache.as_mut().and_then(|c| c.get_mut(i));
+        h = forward(layer, &h, layer_cache)?;
+    }
+    Ok((h, inputs))
+}
+
+/// A fresh [`StandardCache`] per layer.
+pub fn standard_caches(num_layers: usize) -> Vec<Box<dyn KvCache>> {
+    (0..num_layers)
+        .map(|_| Box::new(StandardCache::new()) as Box<dyn KvCache>)
+        .collect()
 }

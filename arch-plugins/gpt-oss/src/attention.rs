@@ -9,7 +9,7 @@
 use forge_core::cache::KvCache;
 use forge_core::mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use forge_core::mlx_rs::Array;
-use forge_core::nn::Linear;
+use forge_core::nn::{merge_heads, rotate_and_cache, split_heads, Linear};
 use forge_core::rope::Rope;
 use forge_core::{Result, Weights};
 
@@ -75,21 +75,10 @@ impl Attention {
         mask: Option<&Array>,
         cache: Option<&mut Box<dyn KvCache>>,
     ) -> Result<Array> {
-        let (b, t) = (x.dim(0), x.dim(1));
-        let heads_first = |a: Array, heads: i32| -> Result<Array> {
-            Ok(a.reshape(&[b, t, heads, self.head_dim])?
-                .transpose_axes(&[0, 2, 1, 3])?)
-        };
-        let q = heads_first(self.q_proj.forward(x)?, self.heads)?;
-        let k = heads_first(self.k_proj.forward(x)?, self.kv_heads)?;
-        let v = heads_first(self.v_proj.forward(x)?, self.kv_heads)?;
-        let offset = cache.as_ref().map_or(0, |c| c.offset()) as i32;
-        let q = self.rope.apply(&q, offset)?;
-        let k = self.rope.apply(&k, offset)?;
-        let (k, v) = match cache {
-            Some(cache) => cache.update_and_fetch(&k, &v)?,
-            None => (k, v),
-        };
+        let q = split_heads(&self.q_proj.forward(x)?, self.heads, self.head_dim)?;
+        let k = split_heads(&self.k_proj.forward(x)?, self.kv_heads, self.head_dim)?;
+        let v = split_heads(&self.v_proj.forward(x)?, self.kv_heads, self.head_dim)?;
+        let (q, k, v) = rotate_and_cache(&q, &k, v, &self.rope, cache)?;
         let sinks = self.sinks.as_dtype(q.dtype())?;
         let out = fast::scaled_dot_product_attention(
             &q,
@@ -99,9 +88,6 @@ impl Attention {
             mask.map(ScaledDotProductAttentionMask::Array),
             &sinks,
         )?;
-        let out =
-            out.transpose_axes(&[0, 2, 1, 3])?
-                .reshape(&[b, t, self.heads * self.head_dim])?;
-        self.o_proj.forward(&out)
+        self.o_proj.forward(&merge_heads(&out)?)
     }
 }

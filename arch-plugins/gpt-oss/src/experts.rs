@@ -52,7 +52,7 @@ impl ExpertMatrix {
         if !mxfp4 {
             return Ok(ExpertMatrix::Dense(w.take(prefix, &[e, i, o])));
         }
-        if in_dim % 32 != 0 {
+        if !in_dim.is_multiple_of(32) {
             return Err(Error::InvalidInput {
                 expected: format!("{prefix}: an input width divisible by 32 for MXFP4"),
                 found: in_dim.to_string(),

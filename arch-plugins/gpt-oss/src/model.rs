@@ -2,11 +2,14 @@
 //! attention with sinks → residual, RMSNorm → mixture of experts →
 //! residual), a final RMSNorm and the output head.
 
-use forge_core::cache::{KvCache, StandardCache};
+use forge_core::cache::KvCache;
 use forge_core::mlx_rs::{ops, Array, Dtype};
-use forge_core::model::{ForwardOptions, Model, ModelInput, ModelKind, ModelOutput, PlanItem};
+use forge_core::model::{
+    causal_lm_input, run_layers, standard_caches, ForwardOptions, Model, ModelInput, ModelKind,
+    ModelOutput, PlanItem,
+};
 use forge_core::nn::{attention_mask, Embedding, Linear, RmsNorm};
-use forge_core::{Error, ModelConfig, Result, Weights};
+use forge_core::{ModelConfig, Result, Weights};
 
 use crate::attention::Attention;
 use crate::config::GptOssArgs;
@@ -132,42 +135,31 @@ impl Model for GptOss {
     fn forward(
         &self,
         input: &ModelInput,
-        mut cache: Option<&mut [Box<dyn KvCache>]>,
+        cache: Option<&mut [Box<dyn KvCache>]>,
         options: &ForwardOptions,
     ) -> Result<ModelOutput> {
-        let mut h = match input {
-            ModelInput::Tokens(ids) => self.embed_tokens.forward(ids)?,
-            ModelInput::Embeddings(e) => e.clone(),
-            ModelInput::Pixels(_) => {
-                return Err(Error::InvalidInput {
-                    expected: "token ids or embeddings for a gpt-oss model".into(),
-                    found: "pixel values".into(),
-                })
-            }
-        };
-        if let Some(cache) = &cache {
-            if cache.len() != self.layers.len() {
-                return Err(Error::InvalidInput {
-                    expected: format!("a cache with {} layers", self.layers.len()),
-                    found: format!("{} layers", cache.len()),
-                });
-            }
-        }
+        let (h, offset) = causal_lm_input(
+            input,
+            &self.embed_tokens,
+            cache.as_deref(),
+            self.layers.len(),
+            "gpt-oss",
+        )?;
         let t = h.dim(1) as usize;
-        let offset = cache.as_ref().map_or(0, |c| c[0].offset());
         let masks = self.masks(t, offset, options.attention_mask.as_ref(), h.dtype())?;
-        let mut hidden_states = Vec::new();
-        for (i, layer) in self.layers.iter().enumerate() {
-            if options.output_hidden_states {
-                hidden_states.push(h.clone());
-            }
-            let mask = match layer.self_attn.window {
-                Some(_) => masks.sliding.as_ref(),
-                None => masks.full.as_ref(),
-            };
-            let layer_cache = cache.as_mut().map(|c| &mut c[i]);
-            h = layer.forward(&h, mask, layer_cache)?;
-        }
+        let (h, mut hidden_states) = run_layers(
+            h,
+            &self.layers,
+            cache,
+            options.output_hidden_states,
+            |layer, h, cache| {
+                let mask = match layer.self_attn.window {
+                    Some(_) => masks.sliding.as_ref(),
+                    None => masks.full.as_ref(),
+                };
+                layer.forward(h, mask, cache)
+            },
+        )?;
         let h = self.norm.forward(&h)?;
         if options.output_hidden_states {
             hidden_states.push(h.clone());
@@ -180,10 +172,7 @@ impl Model for GptOss {
     }
 
     fn new_cache(&self) -> Vec<Box<dyn KvCache>> {
-        self.layers
-            .iter()
-            .map(|_| Box::new(StandardCache::new()) as Box<dyn KvCache>)
-            .collect()
+        standard_caches(self.layers.len())
     }
 
     fn num_layers(&self) -> usize {

@@ -404,19 +404,6 @@ fn civil_date(days: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::civil_date;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_date(0), "1970-01-01");
-        assert_eq!(civil_date(59), "1970-03-01");
-        assert_eq!(civil_date(11_016), "2000-02-29");
-        assert_eq!(civil_date(20_413), "2025-11-21");
-    }
-}
-
 /// The prompt for a single user message, ready for the model to answer
 /// (today's date, no instructions, no tools).
 pub fn user_prompt(text: &str, reasoning_effort: ReasoningEffort) -> String {
@@ -428,4 +415,17 @@ pub fn user_prompt(text: &str, reasoning_effort: ReasoningEffort) -> String {
     };
     // A lone user message has nothing the template can refuse.
     render_conversation(&[ChatMessage::User(text.to_string())], &options).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::civil_date;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(59), "1970-03-01");
+        assert_eq!(civil_date(11_016), "2000-02-29");
+        assert_eq!(civil_date(20_413), "2025-11-21");
+    }
 }
