@@ -37,7 +37,7 @@ fn models(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     (0..iters)
                         .map(|_| match prefill(model, &tokens) {
-                            Ok((time, _, _)) => time,
+                            Ok(p) => p.time,
                             Err(e) => panic!("prefill failed: {e}"),
                         })
                         .sum()
@@ -53,9 +53,8 @@ fn models(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 (0..iters)
                     .map(|_| {
-                        let run = prefill(model, &tokens).and_then(|(_, mut cache, first)| {
-                            decode(model, &mut cache, first, DECODE_TOKENS)
-                        });
+                        let run = prefill(model, &tokens)
+                            .and_then(|mut p| decode(model, &mut p.cache, p.next, DECODE_TOKENS));
                         match run {
                             Ok(time) => time,
                             Err(e) => panic!("decode failed: {e}"),

@@ -62,12 +62,19 @@ fn last_argmax(logits: &Array) -> Result<u32> {
     Ok(id.as_slice::<u32>().first().copied().unwrap_or(0))
 }
 
-/// Prefill of `tokens` into a fresh cache; returns the time, the cache and
-/// the first generated token.
-pub fn prefill(
-    model: &dyn Model,
-    tokens: &[u32],
-) -> Result<(Duration, Vec<Box<dyn KvCache>>, u32)> {
+/// What a prefill leaves: its time, the filled cache and the first
+/// generated token.
+pub struct Prefilled {
+    /// Time of the prefill.
+    pub time: Duration,
+    /// The cache holding the prompt.
+    pub cache: Vec<Box<dyn KvCache>>,
+    /// The argmax after the last prompt token.
+    pub next: u32,
+}
+
+/// Prefill of `tokens` into a fresh cache.
+pub fn prefill(model: &dyn Model, tokens: &[u32]) -> Result<Prefilled> {
     let (head, last) = tokens.split_at(tokens.len().saturating_sub(1));
     let mut cache = model.new_cache();
     let start = Instant::now();
@@ -77,7 +84,11 @@ pub fn prefill(
     }
     let logits = forward(model, last, &mut cache)?;
     let next = last_argmax(&logits)?;
-    Ok((start.elapsed(), cache, next))
+    Ok(Prefilled {
+        time: start.elapsed(),
+        cache,
+        next,
+    })
 }
 
 /// `n` greedy decode steps after a prefilled cache; returns their time.

@@ -115,7 +115,7 @@ fn run(args: &Args) -> Result<Value, String> {
             let tokens = prompt(t, shape.vocab_size());
             reset_peak_memory();
             let times =
-                repeat(args.repeats, || prefill(model, &tokens).map(|r| r.0)).map_err(err)?;
+                repeat(args.repeats, || prefill(model, &tokens).map(|r| r.time)).map_err(err)?;
             eprintln!(
                 "[forge-bench] {name} {} prefill {t}: {:.1} tok/s",
                 args.dtype,
@@ -126,8 +126,8 @@ fn run(args: &Args) -> Result<Value, String> {
         let tokens = prompt(forge_benches::workloads::DECODE_PROMPT, shape.vocab_size());
         reset_peak_memory();
         let times = repeat(args.repeats, || {
-            let (_, mut cache, first) = prefill(model, &tokens)?;
-            decode(model, &mut cache, first, args.decode)
+            let mut p = prefill(model, &tokens)?;
+            decode(model, &mut p.cache, p.next, args.decode)
         })
         .map_err(err)?;
         eprintln!(
