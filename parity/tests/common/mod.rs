@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+extern crate forge_deepseek_v3;
 /// Links the plugins so they register.
 extern crate forge_llama;
 
