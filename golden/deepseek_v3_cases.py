@@ -156,7 +156,7 @@ def with_checks(*checks):
 def case_grouped_yarn():
     return _g().Case(
         name="deepseek-v3-grouped-yarn",
-        arch="deepseek-v3",
+        arch="deepseek_v3",
         description=(
             "deepseek_v3 with q_lora_rank 24 (q_a_proj, q_a_layernorm, q_b_proj), kv_lora_rank 32, "
             "interleaved rope on 8 of 24 query/key dims, YaRN factor 4 over 40 positions with "
@@ -188,7 +188,7 @@ def case_grouped_yarn():
 def case_no_qlora():
     return _g().Case(
         name="deepseek-v3-no-qlora",
-        arch="deepseek-v3",
+        arch="deepseek_v3",
         description=(
             "deepseek_v3 with q_lora_rank null (plain q_proj), attention_bias (q_proj has none; "
             "kv_a_proj_with_mqa and o_proj do), rotate-half rope (rope_interleave false), default "
@@ -216,7 +216,7 @@ def case_no_qlora():
 def case_dense_first_leftpad():
     return _g().Case(
         name="deepseek-v3-dense-first-leftpad",
-        arch="deepseek-v3",
+        arch="deepseek_v3",
         description=(
             "deepseek_v3 with the first 2 of 3 layers dense (first_k_dense_replace 2), batch of 2 "
             "with left padding (pad_token_id 0); config.json in transformers-4 style like the "
