@@ -78,10 +78,11 @@ class Case:
     # Optional hook: (case, model, input_ids, attention_mask, logits) ->
     # (text appended to the description, text appended to the printed line).
     describe_extra: Callable | None = None
+    # Optional hook: (model, seed) -> None, run after the seeded init (e.g. to set buffers).
+    after_init: Callable | None = None
     # How the HF-vs-HF noise figure loads a second implementation of the same files.
     noise_variant: dict = field(default_factory=lambda: {"attn_implementation": "sdpa"})
-    # Optional hooks: (case, model) after seeding the weights; (case, model_dir) after saving.
-    prepare_model: Callable | None = None
+    # Optional hook: (case, model_dir) -> None, run after saving (e.g. to quantize the files).
     rewrite_checkpoint: Callable | None = None
 
 
@@ -254,8 +255,8 @@ def build_case(case: Case, out_root: Path) -> str:
     model_dir.mkdir(parents=True)
 
     model = build_model(case.config, case.seed)
-    if case.prepare_model is not None:
-        case.prepare_model(case, model)
+    if case.after_init is not None:
+        case.after_init(model, case.seed)
     input_ids, attention_mask = make_prompt(case)
     logits_mem, _ = forward(model, input_ids, attention_mask)
 
@@ -590,6 +591,10 @@ CASES: dict[str, Callable[[], Case]] = {
     "llama-rope-linear": case_llama_rope_linear,
     "mistral-sliding-window": case_mistral_sliding_window,
 }
+
+from deepseek_v3_cases import DEEPSEEK_V3_CASES  # noqa: E402
+
+CASES.update(DEEPSEEK_V3_CASES)
 
 import gptoss_cases  # noqa: E402
 

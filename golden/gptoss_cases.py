@@ -177,7 +177,7 @@ def mxfp4_quantize(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return blocks.contiguous(), scales.contiguous(), values.reshape(e, out, inp).float()
 
 
-def snap_experts_to_mxfp4(case, model) -> None:
+def snap_experts_to_mxfp4(model, seed: int) -> None:
     """Replace every expert matrix by its MXFP4 value, so the saved blocks hold it exactly."""
     with torch.no_grad():
         for layer in model.model.layers:
@@ -230,7 +230,7 @@ def case_gptoss_mxfp4() -> g.Case:
         seed=9004,
         config=tiny_gptoss(),
         prompt_lengths=[20],
-        prepare_model=snap_experts_to_mxfp4,
+        after_init=snap_experts_to_mxfp4,
         rewrite_checkpoint=write_mxfp4_checkpoint,
     )
 

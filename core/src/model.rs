@@ -27,6 +27,34 @@ pub enum ModelInput {
     Pixels(Array),
 }
 
+impl ModelInput {
+    /// The input of a language model as embeddings `[B, T, hidden]`: token
+    /// ids are looked up in `table`; pixels are an error naming `model`.
+    pub fn embeddings(&self, table: &Embedding, model: &str) -> Result<Array> {
+        match self {
+            ModelInput::Tokens(ids) => table.forward(ids),
+            ModelInput::Embeddings(e) => Ok(e.clone()),
+            ModelInput::Pixels(_) => Err(Error::InvalidInput {
+                expected: format!("token ids or embeddings for a {model} model"),
+                found: "pixel values".into(),
+            }),
+        }
+    }
+}
+
+/// The number of positions a decoder's cache already holds (0 without a
+/// cache), after checking it has one entry per layer.
+pub fn cache_offset(cache: Option<&[Box<dyn KvCache>]>, layers: usize) -> Result<usize> {
+    match cache {
+        None => Ok(0),
+        Some(cache) if cache.len() != layers => Err(Error::InvalidInput {
+            expected: format!("a cache with {layers} layers"),
+            found: format!("{} layers", cache.len()),
+        }),
+        Some(cache) => Ok(cache.first().map_or(0, |c| c.offset())),
+    }
+}
+
 /// Options of one forward pass.
 #[derive(Debug, Clone, Default)]
 pub struct ForwardOptions {
@@ -119,39 +147,6 @@ pub enum Fault {
     },
     /// Use this rope θ instead of the configured one.
     RopeTheta(f64),
-}
-
-/// The first hidden state of a causal LM's forward pass: the token
-/// embeddings, or the embeddings given. Also checks that `cache` has one
-/// entry per layer and returns its offset (0 without a cache).
-pub fn causal_lm_input(
-    input: &ModelInput,
-    embed_tokens: &Embedding,
-    cache: Option<&[Box<dyn KvCache>]>,
-    num_layers: usize,
-    model_name: &str,
-) -> Result<(Array, usize)> {
-    let h = match input {
-        ModelInput::Tokens(ids) => embed_tokens.forward(ids)?,
-        ModelInput::Embeddings(e) => e.clone(),
-        ModelInput::Pixels(_) => {
-            return Err(Error::InvalidInput {
-                expected: format!("token ids or embeddings for a {model_name} model"),
-                found: "pixel values".into(),
-            })
-        }
-    };
-    let offset = match cache {
-        Some(cache) if cache.len() != num_layers => {
-            return Err(Error::InvalidInput {
-                expected: format!("a cache with {num_layers} layers"),
-                found: format!("{} layers", cache.len()),
-            })
-        }
-        Some(cache) => cache.first().map_or(0, |c| c.offset()),
-        None => 0,
-    };
-    Ok((h, offset))
 }
 
 /// Runs `layers` in order over `h`, each with its own cache entry, and

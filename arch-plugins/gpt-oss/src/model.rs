@@ -5,7 +5,7 @@
 use forge_core::cache::KvCache;
 use forge_core::mlx_rs::{ops, Array, Dtype};
 use forge_core::model::{
-    causal_lm_input, run_layers, standard_caches, ForwardOptions, Model, ModelInput, ModelKind,
+    cache_offset, run_layers, standard_caches, ForwardOptions, Model, ModelInput, ModelKind,
     ModelOutput, PlanItem,
 };
 use forge_core::nn::{attention_mask, Embedding, Linear, RmsNorm};
@@ -138,13 +138,8 @@ impl Model for GptOss {
         cache: Option<&mut [Box<dyn KvCache>]>,
         options: &ForwardOptions,
     ) -> Result<ModelOutput> {
-        let (h, offset) = causal_lm_input(
-            input,
-            &self.embed_tokens,
-            cache.as_deref(),
-            self.layers.len(),
-            "gpt-oss",
-        )?;
+        let h = input.embeddings(&self.embed_tokens, "gpt-oss")?;
+        let offset = cache_offset(cache.as_deref(), self.layers.len())?;
         let t = h.dim(1) as usize;
         let masks = self.masks(t, offset, options.attention_mask.as_ref(), h.dtype())?;
         let (h, mut hidden_states) = run_layers(

@@ -13,8 +13,8 @@ use forge_core::cache::KvCache;
 use forge_core::mlx_rs::fast::ScaledDotProductAttentionMask;
 use forge_core::mlx_rs::{fast, ops, Array, Dtype};
 use forge_core::model::{
-    causal_lm_input, run_layers, standard_caches, Fault, ForwardOptions, Model, ModelInput,
-    ModelKind, ModelOutput, PlanItem,
+    cache_offset, run_layers, standard_caches, Fault, ForwardOptions, Model, ModelInput, ModelKind,
+    ModelOutput, PlanItem,
 };
 use forge_core::nn::{
     attention_mask, merge_heads, rotate_and_cache, split_heads, Embedding, Linear, RmsNorm,
@@ -453,13 +453,8 @@ impl Model for Llama {
         cache: Option<&mut [Box<dyn KvCache>]>,
         options: &ForwardOptions,
     ) -> Result<ModelOutput> {
-        let (h, offset) = causal_lm_input(
-            input,
-            &self.embed_tokens,
-            cache.as_deref(),
-            self.layers.len(),
-            "Llama",
-        )?;
+        let h = input.embeddings(&self.embed_tokens, "Llama")?;
+        let offset = cache_offset(cache.as_deref(), self.layers.len())?;
         let t = h.dim(1) as usize;
         let masks = self.masks(t, offset, options.attention_mask.as_ref(), h.dtype())?;
         let (h, mut hidden_states) = run_layers(
