@@ -1,5 +1,6 @@
 //! `forge`: parity checks, model inspection and generation from the command line.
 
+mod harmony;
 mod inspect;
 mod plugins;
 
@@ -69,6 +70,9 @@ enum Command {
         /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
         #[arg(long, default_value = "plan")]
         dtype: String,
+        /// Also print the reasoning (models with a reasoning channel, e.g. gpt-oss).
+        #[arg(long)]
+        verbose: bool,
     },
 }
 
@@ -102,7 +106,8 @@ fn main() -> ExitCode {
             prompt,
             max_tokens,
             dtype,
-        } => generate(&model, &prompt, max_tokens, &dtype).map(|()| true),
+            verbose,
+        } => generate(&model, &prompt, max_tokens, &dtype, verbose).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -158,11 +163,26 @@ fn parity(
     Ok(pass)
 }
 
-fn generate(model: &str, prompt: &str, max_tokens: usize, dtype: &str) -> anyhow::Result<()> {
+fn generate(
+    model: &str,
+    prompt: &str,
+    max_tokens: usize,
+    dtype: &str,
+    verbose: bool,
+) -> anyhow::Result<()> {
     let (loaded, _) = inspect::load_with_dtype(model, dtype)?;
     let tokenizer = forge_core::tokenizer::Tokenizer::from_dir(&loaded.dir)?;
-    let ids = tokenizer.encode(prompt, true)?;
+    let harmony = harmony::speaks_harmony(loaded.architecture.model_type);
+    let ids = if harmony {
+        tokenizer.encode(&harmony::prompt(prompt), false)?
+    } else {
+        tokenizer.encode(prompt, true)?
+    };
     let out = forge_core::generate::greedy(loaded.model.as_ref(), &ids, max_tokens, 512)?;
-    println!("{}", tokenizer.decode(&out, true)?);
+    if harmony {
+        harmony::print_output(&tokenizer.decode(&out, false)?, verbose);
+    } else {
+        println!("{}", tokenizer.decode(&out, true)?);
+    }
     Ok(())
 }
