@@ -5,6 +5,7 @@
 
 mod add_arch;
 mod golden;
+mod models;
 mod parity;
 mod setup;
 mod test;
