@@ -18,6 +18,7 @@
 
 mod header;
 mod tokenizer;
+pub mod writer;
 
 use std::collections::BTreeMap;
 use std::path::Path;
