@@ -50,7 +50,10 @@ pub const PACKAGED_MODELS: [PackagedModel; 1] = [SMOLLM2_135M_INSTRUCT_Q4_1];
 pub fn models_dir() -> PathBuf {
     match std::env::var_os("FORGE_MODELS_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.forge/models"),
+        None => {
+            let core = Path::new(env!("CARGO_MANIFEST_DIR"));
+            core.parent().unwrap_or(core).join(".forge/models")
+        }
     }
 }
 
