@@ -78,6 +78,8 @@ class Case:
     # Optional hook: (case, model, input_ids, attention_mask, logits) ->
     # (text appended to the description, text appended to the printed line).
     describe_extra: Callable | None = None
+    # Optional hook: (model, seed) -> None, run after the seeded init (e.g. to set buffers).
+    after_init: Callable | None = None
 
 
 # --------------------------------------------------------------------------
@@ -249,6 +251,8 @@ def build_case(case: Case, out_root: Path) -> str:
     model_dir.mkdir(parents=True)
 
     model = build_model(case.config, case.seed)
+    if case.after_init is not None:
+        case.after_init(model, case.seed)
     input_ids, attention_mask = make_prompt(case)
     logits_mem, _ = forward(model, input_ids, attention_mask)
 
@@ -588,6 +592,10 @@ CASES: dict[str, Callable[[], Case]] = {
 import smollm2_cases  # noqa: E402
 
 CASES.update(smollm2_cases.cases())
+
+from deepseek_v3_cases import DEEPSEEK_V3_CASES  # noqa: E402
+
+CASES.update(DEEPSEEK_V3_CASES)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,9 +11,14 @@ use forge_core::chat_template::Message;
 use crate::textgen::{self, print_flush, Sampling};
 
 /// Runs the chat loop on stdin / stdout.
-pub fn run(model: Option<&str>, system: Option<&str>, sampling: Sampling) -> anyhow::Result<()> {
+pub fn run(
+    model: Option<&str>,
+    dtype: &str,
+    system: Option<&str>,
+    sampling: Sampling,
+) -> anyhow::Result<()> {
     let model = textgen::model_or_default(model)?;
-    let text_model = textgen::load(&model)?;
+    let text_model = textgen::load(&model, dtype)?;
     let template = text_model
         .tokenizer
         .chat_template

@@ -16,7 +16,7 @@ use forge_core::mlx_rs::{ops, Dtype};
 use forge_core::models::DEFAULT_MODEL;
 use forge_core::sampler::sampler_for;
 use forge_core::tokenizer::Tokenizer;
-use forge_core::{LoadOptions, LoadedModel};
+use forge_core::LoadedModel;
 
 /// Prompt tokens run through the model per forward pass.
 const PREFILL_STEP: usize = 512;
@@ -44,11 +44,12 @@ pub fn model_or_default(model: Option<&str>) -> anyhow::Result<String> {
     }
 }
 
-/// Loads a model and its tokenizer, showing progress on stderr.
-pub fn load(model: &str) -> anyhow::Result<TextModel> {
+/// Loads a model (weights in `dtype`, see `forge inspect --dtype`) and its
+/// tokenizer, showing progress on stderr.
+pub fn load(model: &str, dtype: &str) -> anyhow::Result<TextModel> {
     let started = Instant::now();
     let spinner = Spinner::start(format!("loading {model}"));
-    let loaded = forge_core::load_model(model, &LoadOptions::default());
+    let loaded = crate::inspect::load_with_dtype(model, dtype).map(|(loaded, _)| loaded);
     spinner.stop();
     let loaded = loaded.with_context(|| format!("loading {model}"))?;
     let tokenizer = loaded.tokenizer()?;

@@ -4,7 +4,8 @@
 use mlx_rs::Array;
 
 use crate::cache::KvCache;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::nn::Embedding;
 
 /// What kind of model a plugin builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,34 @@ pub enum ModelInput {
     Embeddings(Array),
     /// Images, `[B, C, H, W]`, for vision encoders.
     Pixels(Array),
+}
+
+impl ModelInput {
+    /// The input of a language model as embeddings `[B, T, hidden]`: token
+    /// ids are looked up in `table`; pixels are an error naming `model`.
+    pub fn embeddings(&self, table: &Embedding, model: &str) -> Result<Array> {
+        match self {
+            ModelInput::Tokens(ids) => table.forward(ids),
+            ModelInput::Embeddings(e) => Ok(e.clone()),
+            ModelInput::Pixels(_) => Err(Error::InvalidInput {
+                expected: format!("token ids or embeddings for a {model} model"),
+                found: "pixel values".into(),
+            }),
+        }
+    }
+}
+
+/// The number of positions a decoder's cache already holds (0 without a
+/// cache), after checking it has one entry per layer.
+pub fn cache_offset(cache: Option<&[Box<dyn KvCache>]>, layers: usize) -> Result<usize> {
+    match cache {
+        None => Ok(0),
+        Some(cache) if cache.len() != layers => Err(Error::InvalidInput {
+            expected: format!("a cache with {layers} layers"),
+            found: format!("{} layers", cache.len()),
+        }),
+        Some(cache) => Ok(cache.first().map_or(0, |c| c.offset())),
+    }
 }
 
 /// Options of one forward pass.

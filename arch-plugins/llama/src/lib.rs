@@ -13,7 +13,7 @@ use forge_core::cache::{KvCache, StandardCache};
 use forge_core::mlx_rs::fast::ScaledDotProductAttentionMask;
 use forge_core::mlx_rs::{fast, ops, Array, Dtype};
 use forge_core::model::{
-    Fault, ForwardOptions, Model, ModelInput, ModelKind, ModelOutput, PlanItem,
+    cache_offset, Fault, ForwardOptions, Model, ModelInput, ModelKind, ModelOutput, PlanItem,
 };
 use forge_core::nn::{attention_mask, Embedding, Linear, RmsNorm};
 use forge_core::registry::{keep_weights, Architecture};
@@ -464,26 +464,9 @@ impl Model for Llama {
         mut cache: Option<&mut [Box<dyn KvCache>]>,
         options: &ForwardOptions,
     ) -> Result<ModelOutput> {
-        let mut h = match input {
-            ModelInput::Tokens(ids) => self.embed_tokens.forward(ids)?,
-            ModelInput::Embeddings(e) => e.clone(),
-            ModelInput::Pixels(_) => {
-                return Err(Error::InvalidInput {
-                    expected: "token ids or embeddings for a Llama model".into(),
-                    found: "pixel values".into(),
-                })
-            }
-        };
-        if let Some(cache) = &cache {
-            if cache.len() != self.layers.len() {
-                return Err(Error::InvalidInput {
-                    expected: format!("a cache with {} layers", self.layers.len()),
-                    found: format!("{} layers", cache.len()),
-                });
-            }
-        }
+        let mut h = input.embeddings(&self.embed_tokens, "Llama")?;
+        let offset = cache_offset(cache.as_deref(), self.layers.len())?;
         let t = h.dim(1) as usize;
-        let offset = cache.as_ref().map_or(0, |c| c[0].offset());
         let masks = self.masks(t, offset, options.attention_mask.as_ref(), h.dtype())?;
         let mut hidden_states = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
