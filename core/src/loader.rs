@@ -114,6 +114,8 @@ pub fn load_model_dir(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> 
         }
     }
     let config = ModelConfig::from_file(config_path, options.strict)?;
+    // An unknown model_type is reported before any weights are read.
+    registry::for_config(&config)?;
     let tensors = load_safetensors_dir(dir)?;
     assemble(config, tensors, dir, None, options)
 }
