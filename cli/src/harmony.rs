@@ -1,17 +1,30 @@
 //! gpt-oss speaks Harmony: `forge generate` renders the prompt as a user
-//! turn and reads the output's channels, printing the final answer (and,
-//! with `--verbose`, the reasoning and any tool calls on stderr).
+//! turn (with `--system` as developer instructions) and reads the output's
+//! channels, printing the final answer and, with `--verbose`, the reasoning
+//! and any tool calls on stderr.
 
-use forge_gpt_oss::harmony::{user_prompt, HarmonyParser, ReasoningEffort};
+use forge_gpt_oss::harmony::{
+    render_conversation, today_utc, ChatMessage, HarmonyParser, RenderOptions,
+};
 
 /// True for architectures whose prompts and outputs are Harmony.
 pub fn speaks_harmony(model_type: &str) -> bool {
     model_type == "gpt_oss"
 }
 
-/// The rendered prompt for one user message.
-pub fn prompt(text: &str) -> String {
-    user_prompt(text, ReasoningEffort::default())
+/// The rendered prompt for one user message, ready for the model to answer.
+pub fn prompt(text: &str, instructions: Option<&str>) -> anyhow::Result<String> {
+    let mut messages = Vec::new();
+    if let Some(instructions) = instructions {
+        messages.push(ChatMessage::Developer(instructions.to_string()));
+    }
+    messages.push(ChatMessage::User(text.to_string()));
+    let options = RenderOptions {
+        current_date: today_utc(),
+        add_generation_prompt: true,
+        ..Default::default()
+    };
+    Ok(render_conversation(&messages, &options)?)
 }
 
 /// Prints what the model wrote (decoded with its special tokens).
