@@ -78,6 +78,21 @@ fn inspect_snapshot_of_the_llama3_case() {
 }
 
 #[test]
+fn inspect_snapshot_of_a_deepseek_v3_case() {
+    // The plan names the latent cache (and what an expanded one would take),
+    // the dense and MoE layers, the routing and the dropped MTP layer.
+    let model = golden().join("deepseek-v3-grouped-yarn").join("model");
+    let (ok, stdout, stderr) = forge(&["inspect", model.to_str().unwrap(), "--context", "4096"]);
+    assert!(ok, "{stderr}");
+    let stable: String = stdout
+        .lines()
+        .filter(|l| !l.starts_with("model ") && !l.starts_with("run dtype"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    insta::assert_snapshot!("inspect_deepseek_v3_grouped_yarn", stable);
+}
+
+#[test]
 fn inspect_shows_the_run_dtype_and_takes_an_override() {
     let model = golden().join("llama-gqa").join("model");
     let model = model.to_str().unwrap();
