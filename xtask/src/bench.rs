@@ -26,8 +26,9 @@ const NOISE_MULTIPLE: f64 = 3.0;
 pub struct Options {
     /// Only the tiny shapes (seconds).
     pub quick: bool,
-    /// Build the benches with the release profile instead of dev.
-    pub release: bool,
+    /// Build the benches with the dev profile (quick to build, slower Rust
+    /// side) instead of release.
+    pub dev: bool,
     /// Shapes to run (comma-separated names), instead of the default set.
     pub shapes: Option<String>,
     /// Store the results as this baseline of the machine kind.
@@ -36,6 +37,8 @@ pub struct Options {
     pub compare: Option<String>,
     /// Run mlx-lm on the same checkpoints instead (`mlx-lm`).
     pub vs: Option<String>,
+    /// With `--vs`: only these comparisons (`f32`, `bf16`, `defaults`).
+    pub pairings: Option<String>,
 }
 
 impl Options {
@@ -51,16 +54,17 @@ impl Options {
             };
             match arg.as_str() {
                 "--quick" => o.quick = true,
-                "--release" => o.release = true,
+                "--dev" => o.dev = true,
                 "--shapes" => o.shapes = Some(value("--shapes")?),
                 "--save-baseline" => o.save_baseline = Some(value("--save-baseline")?),
                 "--compare" => o.compare = Some(value("--compare")?),
                 "--vs" => o.vs = Some(value("--vs")?),
+                "--pairings" => o.pairings = Some(value("--pairings")?),
                 other => {
                     return Err(Error::new(format!(
                         "unexpected argument `{other}` (usage: cargo xtask bench [--quick] \
-                         [--release] [--shapes A,B] [--save-baseline NAME] [--compare NAME] \
-                         [--vs mlx-lm])"
+                         [--dev] [--shapes A,B] [--save-baseline NAME] [--compare NAME] \
+                         [--vs mlx-lm [--pairings f32,bf16,defaults]])"
                     )))
                 }
             }
@@ -138,10 +142,10 @@ pub fn out_dir() -> PathBuf {
 
 /// The cargo profile flags of a bench build.
 pub fn profile_args(options: &Options) -> [&'static str; 2] {
-    if options.release {
-        ["--profile", "release"]
-    } else {
+    if options.dev {
         ["--profile", "dev"]
+    } else {
+        ["--profile", "release"]
     }
 }
 

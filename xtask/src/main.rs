@@ -46,14 +46,14 @@ Commands:
                               test. With --from-config: a skeleton with a typed args struct
                               generated from the config (guesses marked GUESS); without: a
                               copy of a working plugin (llama by default).
-  bench [--quick] [--shapes A,B] [--save-baseline NAME] [--compare NAME] [--release]
+  bench [--quick] [--shapes A,B] [--save-baseline NAME] [--compare NAME] [--dev]
                               Run the criterion benches of forge-benches (model prefill,
                               decode, peak memory; single ops), write
                               target/forge-bench/results.json, and compare with the
                               committed baseline benches/baselines/<machine kind>/NAME.json
                               (`default` when present): exits 1 on a slowdown beyond the
                               noise threshold (3x the measured noise, at least 5%).
-  bench --vs mlx-lm [--shapes A,B]
+  bench --vs mlx-lm [--shapes A,B] [--pairings f32,bf16,defaults]
                               Run the same workloads with mlx-lm 0.32.2 (own venv in
                               .forge/mlx-lm-venv, MLX pinned to 0.32.2) and print
                               Forge/mlx-lm ratios: same dtype and BLAS, and defaults.

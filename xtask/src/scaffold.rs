@@ -372,6 +372,11 @@ pub fn tiny_config(config: Option<&Map<String, Value>>) -> Vec<(String, Value, b
             .collect();
     };
     let mha = config.get("num_key_value_heads") == config.get("num_attention_heads");
+    let layers = config.get("num_hidden_layers").and_then(Value::as_u64);
+    let tiny_layers = TINY_SIZES
+        .iter()
+        .find(|(k, _)| *k == "num_hidden_layers")
+        .map_or(2, |(_, n)| *n as usize);
     let generic = generic_ignored_keys();
     config
         .iter()
@@ -381,8 +386,14 @@ pub fn tiny_config(config: Option<&Map<String, Value>>) -> Vec<(String, Value, b
                 "num_key_value_heads" => Some(if mha { 4 } else { 2 }),
                 _ => TINY_SIZES.iter().find(|(s, _)| s == k).map(|(_, t)| *t),
             };
-            match tiny {
-                Some(t) if v.is_number() => (k.clone(), Value::from(t), true),
+            match (tiny, v) {
+                (Some(t), _) if v.is_number() => (k.clone(), Value::from(t), true),
+                // A per-layer list (`layer_types`, ...) keeps its first layers.
+                (_, Value::Array(items))
+                    if Some(items.len() as u64) == layers && items.len() > tiny_layers =>
+                {
+                    (k.clone(), Value::from(items[..tiny_layers].to_vec()), true)
+                }
                 _ => (k.clone(), v.clone(), false),
             }
         })
@@ -532,7 +543,8 @@ mod tests {
     fn tiny_configs_shrink_sizes_and_keep_the_rest() {
         let c = config(
             r#"{"model_type": "x", "hidden_size": 4096, "num_attention_heads": 32,
-                "num_key_value_heads": 32, "rope_theta": 500000.0, "eos_token_id": 2}"#,
+                "num_key_value_heads": 32, "rope_theta": 500000.0, "eos_token_id": 2,
+                "num_hidden_layers": 3, "layer_types": ["s", "f", "s"], "pair": [1, 2, 3, 4]}"#,
         );
         let tiny = tiny_config(Some(&c));
         let get = |k: &str| tiny.iter().find(|(key, _, _)| key == k).cloned();
@@ -545,6 +557,9 @@ mod tests {
             ("rope_theta".into(), Value::from(500000.0), false)
         );
         assert!(get("eos_token_id").is_none() && get("model_type").is_none());
+        // Per-layer lists follow the layer count; other lists stay.
+        assert_eq!(get("layer_types").unwrap().1, serde_json::json!(["s", "f"]));
+        assert_eq!(get("pair").unwrap().1, serde_json::json!([1, 2, 3, 4]));
         let module = cases_module("x", "x-tiny", "case_x_tiny", &tiny);
         assert!(
             module.contains("    \"hidden_size\": 64,  # shrunk\n"),

@@ -39,6 +39,7 @@ const WORKLOAD_ARGS: [&str; 6] = [
 
 /// One comparison: how each side runs.
 struct Pairing {
+    name: &'static str,
     label: &'static str,
     forge_dtype: &'static str,
     mlx_lm_dtype: &'static str,
@@ -47,18 +48,21 @@ struct Pairing {
 
 const PAIRINGS: &[Pairing] = &[
     Pairing {
+        name: "f32",
         label: "f32, same BLAS",
         forge_dtype: "f32",
         mlx_lm_dtype: "f32",
         same_blas: true,
     },
     Pairing {
+        name: "bf16",
         label: "bf16, same BLAS",
         forge_dtype: "bf16",
         mlx_lm_dtype: "bf16",
         same_blas: true,
     },
     Pairing {
+        name: "defaults",
         label: "defaults",
         forge_dtype: "plan",
         mlx_lm_dtype: "stored",
@@ -133,8 +137,12 @@ pub fn run(options: &Options) -> Result<u8> {
         .clone()
         .unwrap_or_else(|| DEFAULT_SHAPES.to_string());
     let out = bench::out_dir().join("vs-mlx-lm");
+    let wanted = |p: &Pairing| match &options.pairings {
+        Some(list) => list.split(',').any(|n| n.trim() == p.name),
+        None => true,
+    };
     let mut rows = Vec::new();
-    for pairing in PAIRINGS {
+    for pairing in PAIRINGS.iter().filter(|p| wanted(p)) {
         let forge_json = out.join(format!("forge-{}.json", pairing.forge_dtype));
         let mut cmd = util::cargo();
         cmd.current_dir(repo_root())

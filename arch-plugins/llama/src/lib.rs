@@ -358,7 +358,7 @@ impl Attention {
     fn forward(
         &self,
         x: &Array,
-        mask: Option<&Array>,
+        mask: Option<ScaledDotProductAttentionMask<'_>>,
         cache: Option<&mut Box<dyn KvCache>>,
     ) -> Result<Array> {
         let (b, t) = (x.dim(0), x.dim(1));
@@ -376,14 +376,7 @@ impl Attention {
             Some(cache) => cache.update_and_fetch(&k, &v)?,
             None => (k, v),
         };
-        let out = fast::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            self.scale,
-            mask.map(ScaledDotProductAttentionMask::Array),
-            None,
-        )?;
+        let out = fast::scaled_dot_product_attention(&q, &k, &v, self.scale, mask, None)?;
         let out =
             out.transpose_axes(&[0, 2, 1, 3])?
                 .reshape(&[b, t, self.heads * self.head_dim])?;
@@ -403,19 +396,34 @@ impl Mlp {
 /// The attention masks of one forward pass: one for full-attention layers
 /// and one per distinct window.
 struct Masks {
-    full: Option<Array>,
+    full: FullMask,
     windowed: Vec<(usize, Array)>,
 }
 
+/// The mask of full-attention layers.
+enum FullMask {
+    /// One new token and no padding: it sees everything cached.
+    None,
+    /// No padding: MLX's own causal mode (queries are the last positions),
+    /// with no mask array to build or add.
+    Causal,
+    /// Padding to leave out.
+    Array(Array),
+}
+
 impl Masks {
-    fn for_window(&self, window: Option<usize>) -> Option<&Array> {
+    fn for_window(&self, window: Option<usize>) -> Option<ScaledDotProductAttentionMask<'_>> {
         match window {
-            None => self.full.as_ref(),
+            None => match &self.full {
+                FullMask::None => None,
+                FullMask::Causal => Some(ScaledDotProductAttentionMask::Causal),
+                FullMask::Array(m) => Some(ScaledDotProductAttentionMask::Array(m)),
+            },
             Some(w) => self
                 .windowed
                 .iter()
                 .find(|(size, _)| *size == w)
-                .map(|(_, m)| m),
+                .map(|(_, m)| ScaledDotProductAttentionMask::Array(m)),
         }
     }
 }
@@ -428,11 +436,12 @@ impl Llama {
         padding: Option<&Array>,
         dtype: Dtype,
     ) -> Result<Masks> {
-        // A single new token with no padding attends to everything: no mask needed.
-        let full = if t > 1 || padding.is_some() {
-            Some(attention_mask(t, offset, None, padding, dtype)?)
-        } else {
-            None
+        let full = match (padding, t) {
+            (Some(padding), _) => {
+                FullMask::Array(attention_mask(t, offset, None, Some(padding), dtype)?)
+            }
+            (None, 1) => FullMask::None,
+            (None, _) => FullMask::Causal,
         };
         let mut windowed: Vec<(usize, Array)> = Vec::new();
         for layer in &self.layers {
