@@ -211,6 +211,83 @@ fn unknown_model_type_is_a_clear_error() {
     );
 }
 
+/// Runs `forge` with `input` on stdin.
+fn forge_with_input(args: &[&str], input: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn generate_without_model_runs_the_default_smollm2_and_names_paris() {
+    let (ok, stdout, stderr) = forge(&[
+        "generate",
+        "--prompt",
+        "The capital of France is",
+        "--max-tokens",
+        "8",
+        "--temp",
+        "0",
+        "--verbose",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("Paris"), "{stdout}");
+    assert!(
+        stderr.contains("loaded") && stderr.contains("SmolLM2"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("generation: 8 tokens"), "{stderr}");
+    // Greedy: the same 8 tokens as HF's greedy_tokens in golden/smollm2-135m-q4_1-plain.
+    insta::assert_snapshot!("generate_default_paris", stdout);
+}
+
+#[test]
+fn chat_keeps_a_multi_turn_conversation() {
+    let (ok, stdout, stderr) = forge_with_input(
+        &["chat", "--max-tokens", "24", "--system", "Be brief."],
+        "What is the capital of France?\n/reset\nName a color.\nAnd another one?\n",
+    );
+    assert!(ok, "{stderr}");
+    let replies: Vec<&str> = stdout
+        .split(">> ")
+        .skip(1)
+        .filter(|r| !r.trim().is_empty())
+        .collect();
+    assert_eq!(replies.len(), 3, "three replies in\n{stdout}");
+    assert!(replies[0].contains("Paris"), "{stdout}");
+    insta::assert_snapshot!("chat_default_three_turns", stdout);
+}
+
+#[test]
+fn generate_with_a_missing_model_says_what_is_missing() {
+    let (ok, _, stderr) = forge(&[
+        "generate",
+        "--model",
+        "/no/such/model.gguf",
+        "--prompt",
+        "x",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("/no/such/model.gguf"), "{stderr}");
+}
+
 /// Copies a whole case folder into `golden`, optionally renaming the
 /// architecture its manifest names.
 fn copy_case(case: &str, golden_dir: &Path, arch: Option<&str>) {
