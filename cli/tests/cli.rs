@@ -63,18 +63,35 @@ fn inspect_prints_the_plan_of_every_llama_case() {
     }
 }
 
-#[test]
-fn inspect_snapshot_of_the_llama3_case() {
-    let model = golden().join("llama3-rope-long").join("model");
-    let (ok, stdout, _) = forge(&["inspect", model.to_str().unwrap(), "--context", "1024"]);
-    assert!(ok);
-    let stable: String = stdout
+/// `forge inspect` of a golden case's model, without the lines that depend
+/// on the machine (the folder; the run dtype, see inspect_shows_the_run_dtype).
+fn stable_plan(case: &str, context: &str) -> String {
+    let model = golden().join(case).join("model");
+    let (ok, stdout, stderr) = forge(&["inspect", model.to_str().unwrap(), "--context", context]);
+    assert!(ok, "{case}: {stderr}");
+    stdout
         .lines()
-        // The run dtype depends on the backend (inspect_shows_the_run_dtype).
         .filter(|l| !l.starts_with("model ") && !l.starts_with("run dtype"))
         .map(|l| format!("{l}\n"))
-        .collect();
-    insta::assert_snapshot!("inspect_llama3_rope_long", stable);
+        .collect()
+}
+
+#[test]
+fn inspect_snapshot_of_the_llama3_case() {
+    insta::assert_snapshot!(
+        "inspect_llama3_rope_long",
+        stable_plan("llama3-rope-long", "1024")
+    );
+}
+
+#[test]
+fn inspect_snapshot_of_a_deepseek_v3_case() {
+    // The plan names the latent cache (and what an expanded one would take),
+    // the dense and MoE layers, the routing and the dropped MTP layer.
+    insta::assert_snapshot!(
+        "inspect_deepseek_v3_grouped_yarn",
+        stable_plan("deepseek-v3-grouped-yarn", "4096")
+    );
 }
 
 #[test]
