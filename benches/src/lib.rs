@@ -11,6 +11,7 @@
 //! committed baseline of the machine kind (benches/baselines/).
 
 /// Links the plugins whose shapes are benchmarked, so they register.
+extern crate forge_deepseek_v3;
 extern crate forge_llama;
 
 pub mod checkpoint;
