@@ -80,6 +80,10 @@ class Case:
     describe_extra: Callable | None = None
     # Optional hook: (model, seed) -> None, run after the seeded init (e.g. to set buffers).
     after_init: Callable | None = None
+    # How the HF-vs-HF noise figure loads a second implementation of the same files.
+    noise_variant: dict = field(default_factory=lambda: {"attn_implementation": "sdpa"})
+    # Optional hook: (case, model_dir) -> None, run after saving (e.g. to quantize the files).
+    rewrite_checkpoint: Callable | None = None
 
 
 # --------------------------------------------------------------------------
@@ -261,6 +265,8 @@ def build_case(case: Case, out_root: Path) -> str:
         rewrite_config_v4(model_dir / "config.json")
     elif case.config_style != "v5":
         raise ValueError(f"case {case.name}: unknown config_style {case.config_style!r}")
+    if case.rewrite_checkpoint is not None:
+        case.rewrite_checkpoint(case, model_dir)
 
     # The fixture is what HF makes of the files on disk, so reload them.
     model = AutoModelForCausalLM.from_pretrained(
@@ -295,10 +301,8 @@ def build_case(case: Case, out_root: Path) -> str:
             f"case {case.name}: greedy path has a near tie (gap {min_gap:.3g}); change the seed"
         )
 
-    # HF-vs-HF noise: the same files with SDPA attention.
-    sdpa = AutoModelForCausalLM.from_pretrained(
-        model_dir, attn_implementation="sdpa", dtype=torch.float32
-    ).eval()
+    # HF-vs-HF noise: the same files through another implementation (SDPA attention by default).
+    sdpa = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, **case.noise_variant).eval()
     logits_sdpa, hidden_sdpa = forward(sdpa, input_ids, attention_mask)
     noise_logits = masked_max_abs(logits, logits_sdpa, attention_mask)
     noise_hidden = max(masked_max_abs(a, b, attention_mask) for a, b in zip(hidden, hidden_sdpa))
@@ -591,6 +595,10 @@ CASES: dict[str, Callable[[], Case]] = {
 from deepseek_v3_cases import DEEPSEEK_V3_CASES  # noqa: E402
 
 CASES.update(DEEPSEEK_V3_CASES)
+
+import gptoss_cases  # noqa: E402
+
+CASES.update(gptoss_cases.register(sys.modules[__name__]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 
 use mlx_rs::Array;
 
-use crate::cache::KvCache;
+use crate::cache::{KvCache, StandardCache};
 use crate::error::{Error, Result};
 use crate::nn::Embedding;
 
@@ -147,4 +147,32 @@ pub enum Fault {
     },
     /// Use this rope θ instead of the configured one.
     RopeTheta(f64),
+}
+
+/// Runs `layers` in order over `h`, each with its own cache entry, and
+/// returns the last output together with, when `keep_inputs`, every
+/// layer's input (HF's hidden states, short of the final norm's output).
+pub fn run_layers<L>(
+    mut h: Array,
+    layers: &[L],
+    mut cache: Option<&mut [Box<dyn KvCache>]>,
+    keep_inputs: bool,
+    forward: impl Fn(&L, &Array, Option<&mut Box<dyn KvCache>>) -> Result<Array>,
+) -> Result<(Array, Vec<Array>)> {
+    let mut inputs = Vec::new();
+    for (i, layer) in layers.iter().enumerate() {
+        if keep_inputs {
+            inputs.push(h.clone());
+        }
+        let layer_cache = cache.as_mut().and_then(|c| c.get_mut(i));
+        h = forward(layer, &h, layer_cache)?;
+    }
+    Ok((h, inputs))
+}
+
+/// A fresh [`StandardCache`] per layer.
+pub fn standard_caches(num_layers: usize) -> Vec<Box<dyn KvCache>> {
+    (0..num_layers)
+        .map(|_| Box::new(StandardCache::new()) as Box<dyn KvCache>)
+        .collect()
 }
