@@ -5,6 +5,7 @@
 //! tensor lists and config keys.
 
 use forge_benches::{checkpoint, measure, shapes};
+use forge_core::mlx_rs::Dtype;
 use forge_core::{load_model_dir, LoadOptions};
 
 #[test]
@@ -15,8 +16,14 @@ fn tiny_shapes_load_strictly_and_run() {
     for shape in tiny {
         let model_dir = dir.path().join(shape.name);
         checkpoint::write(&shape, &model_dir).unwrap();
-        let loaded = load_model_dir(&model_dir, &LoadOptions::strict())
-            .unwrap_or_else(|e| panic!("{}: {e}", shape.name));
+        // f32 as the benches run on this backend (MLX's CPU gather_mm, which
+        // the deepseek experts use, takes float32 only).
+        let options = LoadOptions {
+            dtype: Some(Dtype::Float32),
+            ..LoadOptions::strict()
+        };
+        let loaded =
+            load_model_dir(&model_dir, &options).unwrap_or_else(|e| panic!("{}: {e}", shape.name));
         assert_eq!(
             loaded.architecture.model_type,
             shape.config["model_type"].as_str().unwrap()
