@@ -592,6 +592,11 @@ CASES: dict[str, Callable[[], Case]] = {
     "mistral-sliding-window": case_mistral_sliding_window,
 }
 
+# Cases over real checkpoints build themselves (`.build(out_root)`).
+import smollm2_cases  # noqa: E402
+
+CASES.update(smollm2_cases.cases())
+
 from deepseek_v3_cases import DEEPSEEK_V3_CASES  # noqa: E402
 
 CASES.update(DEEPSEEK_V3_CASES)
@@ -623,7 +628,8 @@ def main(argv: list[str] | None = None) -> int:
         case = CASES[name]()
         if case.name != name:
             raise RuntimeError(f"case function for {name} names itself {case.name}")
-        print(build_case(case, out_root), flush=True)
+        line = case.build(out_root) if hasattr(case, "build") else build_case(case, out_root)
+        print(line, flush=True)
     return 0
 
 

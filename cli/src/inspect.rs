@@ -7,13 +7,13 @@ use forge_core::loader::{
     fastest_weight_dtype, system_memory_bytes, weight_file_bytes, Backend, WeightDtypeChoice,
 };
 use forge_core::mlx_rs::Dtype;
-use forge_core::{hub, load_model_dir, LoadOptions, LoadedModel};
+use forge_core::{hub, load_model, LoadOptions, LoadedModel};
 
 /// Loads `model` (not strict, so unknown keys are shown rather than fatal)
 /// and prints its plan.
 pub fn run(model: &str, context: usize, dtype: &str) -> anyhow::Result<()> {
     let (loaded, choice) = load_with_dtype(model, dtype)?;
-    print!("{}", render(&loaded, context));
+    print!("{}", render(&loaded, context)?);
     let run = match choice.dtype {
         Some(dtype) => format!("{dtype:?}").to_lowercase(),
         None => "as stored".to_string(),
@@ -30,7 +30,12 @@ pub fn load_with_dtype(
     flag: &str,
 ) -> anyhow::Result<(LoadedModel, WeightDtypeChoice)> {
     let options = LoadOptions::default();
-    let dir = hub::resolve(model, &options.hub)?;
+    let path = std::path::Path::new(model);
+    let dir = if path.is_file() {
+        path.to_path_buf()
+    } else {
+        hub::resolve(model, &options.hub)?
+    };
     let forced = |dtype: Option<Dtype>| WeightDtypeChoice {
         dtype,
         reason: format!("--dtype {flag}"),
@@ -38,7 +43,11 @@ pub fn load_with_dtype(
     let choice = match flag {
         "plan" => fastest_weight_dtype(
             Backend::current(),
-            weight_file_bytes(&dir),
+            if dir.is_file() {
+                std::fs::metadata(&dir).map(|m| m.len()).unwrap_or(0)
+            } else {
+                weight_file_bytes(&dir)
+            },
             system_memory_bytes(),
         ),
         "stored" => forced(None),
@@ -47,15 +56,18 @@ pub fn load_with_dtype(
         "f16" => forced(Some(Dtype::Float16)),
         other => bail!("--dtype {other}: expected plan, stored, f32, bf16 or f16"),
     };
+    // Float32 asked for: quantized weights (a GGUF's Q4_1, say) are
+    // dequantized too, since MLX's CPU backend multiplies f32 far faster.
     let options = LoadOptions {
         dtype: choice.dtype,
+        dequantize: choice.dtype == Some(Dtype::Float32),
         ..options
     };
-    Ok((load_model_dir(&dir, &options)?, choice))
+    Ok((load_model(&dir.to_string_lossy(), &options)?, choice))
 }
 
 /// The plan as text.
-pub fn render(loaded: &forge_core::LoadedModel, context: usize) -> String {
+pub fn render(loaded: &forge_core::LoadedModel, context: usize) -> anyhow::Result<String> {
     let mut out = String::new();
     let mut line = |label: &str, value: String| out.push_str(&format!("{label:<20} {value}\n"));
     line("model", loaded.dir.display().to_string());
@@ -69,11 +81,20 @@ pub fn render(loaded: &forge_core::LoadedModel, context: usize) -> String {
     for item in loaded.model.plan() {
         line(&item.label, item.value);
     }
-    let params: usize = loaded
-        .tensors
-        .iter()
-        .map(|(_, shape, _)| shape.iter().map(|&d| d as usize).product::<usize>())
-        .sum();
+    // A GGUF's header knows each tensor's logical size and storage type;
+    // packed quantized arrays would undercount the parameters.
+    let header = match &loaded.gguf {
+        Some(path) => Some(forge_core::gguf::GgufHeader::read(path)?),
+        None => None,
+    };
+    let params: usize = match &header {
+        Some(h) => h.tensors.iter().map(|t| t.elements() as usize).sum(),
+        None => loaded
+            .tensors
+            .iter()
+            .map(|(_, shape, _)| shape.iter().map(|&d| d as usize).product::<usize>())
+            .sum(),
+    };
     let bytes: usize = loaded
         .tensors
         .iter()
@@ -96,6 +117,12 @@ pub fn render(loaded: &forge_core::LoadedModel, context: usize) -> String {
         format!("{params} ({})", human(params as f64, "")),
     );
     line("weight dtypes", dtypes.join(", "));
+    if let Some(h) = &header {
+        line(
+            "gguf tensor types",
+            forge_core::gguf::describe_quantization(h),
+        );
+    }
     line("weight memory", human_bytes(bytes));
     let kv = loaded.model.kv_bytes_per_token() * context;
     line(
@@ -119,7 +146,7 @@ pub fn render(loaded: &forge_core::LoadedModel, context: usize) -> String {
             format!("{} (may change numerics!)", keys.unknown.join(", "))
         },
     );
-    out
+    Ok(out)
 }
 
 fn dtype_bytes(dtype: forge_core::mlx_rs::Dtype) -> usize {

@@ -1,7 +1,10 @@
 //! `forge`: parity checks, model inspection and generation from the command line.
 
+mod chat;
+mod harmony;
 mod inspect;
 mod plugins;
+mod textgen;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,17 +58,53 @@ enum Command {
     },
     /// List the registered architectures.
     Archs,
-    /// Generate text greedily from a prompt of token ids (no tokenizer needed).
+    /// Generate text from a prompt, streamed as it is produced.
     Generate {
-        /// A model folder or hub id.
+        /// A model folder, .gguf file or hub id (default: SmolLM2-135M-Instruct, fetched by setup).
         #[arg(long)]
-        model: String,
-        /// The prompt as text (needs tokenizer.json in the model folder).
+        model: Option<String>,
+        /// The prompt.
         #[arg(long)]
         prompt: String,
-        /// How many tokens to generate.
+        /// Most tokens to generate.
         #[arg(long, default_value_t = 100)]
         max_tokens: usize,
+        /// Sampling temperature (0: greedy).
+        #[arg(long, default_value_t = 0.0)]
+        temp: f32,
+        /// Random seed for sampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Wrap the prompt in the chat template as a user message.
+        #[arg(long)]
+        chat_template: bool,
+        /// System message (with --chat-template).
+        #[arg(long)]
+        system: Option<String>,
+        /// Print prompt and generation speed.
+        #[arg(long)]
+        verbose: bool,
+        /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
+        #[arg(long, default_value = "plan")]
+        dtype: String,
+    },
+    /// Chat with a model in the terminal (its chat template applied).
+    Chat {
+        /// A model folder, .gguf file or hub id (default: SmolLM2-135M-Instruct).
+        #[arg(long)]
+        model: Option<String>,
+        /// System message.
+        #[arg(long)]
+        system: Option<String>,
+        /// Most tokens per reply.
+        #[arg(long, default_value_t = 256)]
+        max_tokens: usize,
+        /// Sampling temperature (0: greedy).
+        #[arg(long, default_value_t = 0.0)]
+        temp: f32,
+        /// Random seed for sampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
         /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
         #[arg(long, default_value = "plan")]
         dtype: String,
@@ -101,8 +140,36 @@ fn main() -> ExitCode {
             model,
             prompt,
             max_tokens,
+            temp,
+            seed,
+            chat_template,
+            system,
+            verbose,
             dtype,
-        } => generate(&model, &prompt, max_tokens, &dtype).map(|()| true),
+        } => {
+            let sampling = textgen::Sampling {
+                max_tokens,
+                temperature: temp,
+                seed,
+            };
+            let chat = chat_template.then_some(system.as_deref());
+            generate(model.as_deref(), &dtype, &prompt, sampling, chat, verbose).map(|()| true)
+        }
+        Command::Chat {
+            model,
+            system,
+            max_tokens,
+            temp,
+            seed,
+            dtype,
+        } => {
+            let sampling = textgen::Sampling {
+                max_tokens,
+                temperature: temp,
+                seed,
+            };
+            chat::run(model.as_deref(), &dtype, system.as_deref(), sampling).map(|()| true)
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -158,11 +225,64 @@ fn parity(
     Ok(pass)
 }
 
-fn generate(model: &str, prompt: &str, max_tokens: usize, dtype: &str) -> anyhow::Result<()> {
-    let (loaded, _) = inspect::load_with_dtype(model, dtype)?;
-    let tokenizer = forge_core::tokenizer::Tokenizer::from_dir(&loaded.dir)?;
-    let ids = tokenizer.encode(prompt, true)?;
-    let out = forge_core::generate::greedy(loaded.model.as_ref(), &ids, max_tokens, 512)?;
-    println!("{}", tokenizer.decode(&out, true)?);
+/// `forge generate`: `chat` is `Some(system)` when the chat template applies.
+fn generate(
+    model: Option<&str>,
+    dtype: &str,
+    prompt: &str,
+    sampling: textgen::Sampling,
+    chat: Option<Option<&str>>,
+    verbose: bool,
+) -> anyhow::Result<()> {
+    let model = textgen::model_or_default(model)?;
+    let text_model = textgen::load(&model, dtype)?;
+    // gpt-oss speaks Harmony: its prompt is always a rendered conversation,
+    // and its output is read back into channels once generation ends.
+    let harmony = harmony::speaks_harmony(text_model.loaded.architecture.model_type);
+    let ids = match chat {
+        _ if harmony => {
+            let system = chat.flatten();
+            text_model
+                .tokenizer
+                .encode(&harmony::prompt(prompt, system)?, false)?
+        }
+        None => text_model.tokenizer.encode(prompt, true)?,
+        Some(system) => {
+            let template = text_model
+                .tokenizer
+                .chat_template
+                .as_ref()
+                .context("--chat-template: this model has no chat template")?;
+            let mut messages = Vec::new();
+            if let Some(system) = system {
+                messages.push(forge_core::chat_template::Message::new("system", system));
+            }
+            messages.push(forge_core::chat_template::Message::new("user", prompt));
+            let text = template.render(&messages, true, &serde_json::Map::new())?;
+            text_model.tokenizer.encode(&text, false)?
+        }
+    };
+    let stream = |text: &str| {
+        if !harmony {
+            textgen::print_flush(text)
+        }
+    };
+    let out = textgen::generate(&text_model, &ids, sampling, stream)?;
+    if harmony {
+        let decoded = text_model.tokenizer.decode(&out.tokens, false)?;
+        harmony::print_output(&decoded, verbose);
+    } else {
+        println!();
+    }
+    if verbose {
+        eprintln!(
+            "[forge] prompt: {} tokens, {:.1} tokens/s; generation: {} tokens, {:.1} tokens/s; finish: {}",
+            ids.len(),
+            out.prompt_tps,
+            out.tokens.len(),
+            out.generation_tps,
+            out.finish_reason
+        );
+    }
     Ok(())
 }

@@ -9,6 +9,7 @@ use mlx_rs::{Array, Dtype};
 use safetensors::tensor::{Dtype as StDtype, SafeTensors};
 
 use crate::error::{Error, Result, WeightMismatch};
+use crate::quant::QuantParams;
 
 /// Tensors by name, in a stable order.
 pub type TensorMap = BTreeMap<String, Array>;
@@ -76,7 +77,8 @@ fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
     Ok(names.into_iter().map(|f| dir.join(f)).collect())
 }
 
-/// Reads one safetensors file (mmap'd) into MLX arrays of the stored dtype.
+/// Reads one safetensors file (mmap'd) into MLX arrays of the stored dtype
+/// (`F8_E4M3` is decoded to bfloat16, see [`crate::fp8`]).
 pub fn load_safetensors_file(path: &Path) -> Result<TensorMap> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     // SAFETY: the map is read-only and lives only for this function; a file
@@ -89,10 +91,6 @@ pub fn load_safetensors_file(path: &Path) -> Result<TensorMap> {
     })?;
     let mut tensors = TensorMap::new();
     for (name, view) in parsed.tensors() {
-        let dtype = mlx_dtype(view.dtype()).ok_or_else(|| Error::Safetensors {
-            path: path.to_path_buf(),
-            message: format!("tensor {name}: dtype {:?} is not supported", view.dtype()),
-        })?;
         let Ok(shape) = view
             .shape()
             .iter()
@@ -109,6 +107,15 @@ pub fn load_safetensors_file(path: &Path) -> Result<TensorMap> {
             });
         };
         let data = view.data();
+        if view.dtype() == StDtype::F8_E4M3 && data.len() == view.shape().iter().product::<usize>()
+        {
+            tensors.insert(name, crate::fp8::decode_e4m3(data, &shape)?);
+            continue;
+        }
+        let dtype = mlx_dtype(view.dtype()).ok_or_else(|| Error::Safetensors {
+            path: path.to_path_buf(),
+            message: format!("tensor {name}: dtype {:?} is not supported", view.dtype()),
+        })?;
         let expected_bytes = view.shape().iter().product::<usize>() * view.dtype().bitsize() / 8;
         if data.len() != expected_bytes {
             return Err(Error::Safetensors {
@@ -220,6 +227,50 @@ impl Weights {
     /// Takes a tensor of any shape (for tensors whose shape the plugin checks itself).
     pub fn take_any(&mut self, name: &str) -> Option<Array> {
         self.tensors.remove(name).map(|a| self.cast(a))
+    }
+
+    /// Takes the `[rows, cols]` matrix `{prefix}.weight`, or, when
+    /// `{prefix}.scales` is there, its quantized form: packed codes plus
+    /// `{prefix}.scales` and `{prefix}.biases` (see [`crate::quant`]).
+    pub fn take_matrix(
+        &mut self,
+        prefix: &str,
+        rows: usize,
+        cols: usize,
+    ) -> (Array, Option<QuantParams>) {
+        let name = format!("{prefix}.weight");
+        let shape = [rows as i32, cols as i32];
+        let scales_name = format!("{prefix}.scales");
+        let Some(scales) = self.tensors.remove(&scales_name) else {
+            return (self.take(&name, &shape), None);
+        };
+        let biases_name = format!("{prefix}.biases");
+        let (weight, biases) = match (
+            self.tensors.remove(&name),
+            self.tensors.remove(&biases_name),
+        ) {
+            (Some(weight), Some(biases)) => (weight, biases),
+            (weight, biases) => {
+                if weight.is_none() {
+                    self.problems.missing.push(name);
+                }
+                if biases.is_none() {
+                    self.problems.missing.push(biases_name);
+                }
+                return (placeholder(), None);
+            }
+        };
+        match QuantParams::infer(&weight, self.cast(scales), self.cast(biases), rows, cols) {
+            Ok(quant) => (weight, Some(quant)),
+            Err(message) => {
+                self.problems.mis_shaped.push((
+                    format!("{name} ({message})"),
+                    shape.to_vec(),
+                    weight.shape().to_vec(),
+                ));
+                (placeholder(), None)
+            }
+        }
     }
 
     fn cast(&self, array: Array) -> Array {
