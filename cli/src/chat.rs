@@ -8,6 +8,7 @@ use std::io::{BufRead, Write};
 use anyhow::Context;
 use forge_core::chat_template::Message;
 
+use crate::harmony;
 use crate::textgen::{self, print_flush, Sampling};
 
 /// Runs the chat loop on stdin / stdout.
@@ -19,6 +20,9 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let model = textgen::model_or_default(model)?;
     let text_model = textgen::load(&model, dtype)?;
+    if harmony::speaks_harmony(text_model.loaded.architecture.model_type) {
+        return harmony::chat(&text_model, system, sampling);
+    }
     let template = text_model
         .tokenizer
         .chat_template

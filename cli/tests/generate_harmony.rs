@@ -119,3 +119,39 @@ fn generate_prints_the_final_channel_and_with_verbose_the_reasoning() {
         "{stderr}"
     );
 }
+
+#[test]
+fn chat_runs_turns_through_harmony() {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let root = tempfile::tempdir().unwrap();
+    let dir = model_dir(root.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args([
+            "chat",
+            "--model",
+            dir.to_str().unwrap(),
+            "--max-tokens",
+            "4",
+        ])
+        .args(["--dtype", "f32", "--system", "be brief"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello\nagain\n/exit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("chat (Harmony)"), "{stderr}");
+    // Two answered turns, then the prompt that read /exit.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches(">> ").count(), 3, "{stdout}");
+}
