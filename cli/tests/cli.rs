@@ -361,3 +361,25 @@ fn the_gate_fails_when_an_architecture_has_no_golden_case() {
     let (ok, _, stderr) = forge(&["parity", "--golden-dir", golden_dir]);
     assert!(ok, "{stderr}");
 }
+
+#[test]
+fn inspect_reads_a_gguf_and_counts_its_logical_parameters() {
+    let gguf = forge_core_model_path();
+    for dtype in ["stored", "f32"] {
+        let (ok, stdout, stderr) = forge(&["inspect", "--dtype", dtype, &gguf]);
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("134515008 (134.52M)"), "{dtype}: {stdout}");
+        assert!(stdout.contains("Q4_1 x210"), "{dtype}: {stdout}");
+        assert!(stdout.contains("30"), "{stdout}");
+    }
+}
+
+/// The default model's GGUF, as setup fetches it.
+fn forge_core_model_path() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = std::env::var("FORGE_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join(".forge/models"))
+        .join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf");
+    path.to_string_lossy().into_owned()
+}
