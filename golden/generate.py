@@ -584,6 +584,10 @@ CASES: dict[str, Callable[[], Case]] = {
     "mistral-sliding-window": case_mistral_sliding_window,
 }
 
+from vision_cases import VISION_CASES  # noqa: E402  (cases with their own build())
+
+CASES.update(VISION_CASES)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -607,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
         case = CASES[name]()
         if case.name != name:
             raise RuntimeError(f"case function for {name} names itself {case.name}")
-        print(build_case(case, out_root), flush=True)
+        print(case.build(out_root) if hasattr(case, "build") else build_case(case, out_root), flush=True)
     return 0
 
 

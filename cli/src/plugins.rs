@@ -1,4 +1,6 @@
 //! Links every architecture plugin so its `inventory::submit!` registers.
 //! `cargo xtask add-arch` appends new plugins here.
 
+extern crate forge_clip;
 extern crate forge_llama;
+extern crate forge_siglip;

@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+extern crate forge_clip;
 /// Links the plugins so they register.
 extern crate forge_llama;
+extern crate forge_siglip;
 
 /// The repository's golden folder.
 pub fn golden() -> PathBuf {
