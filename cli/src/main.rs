@@ -1,14 +1,18 @@
 //! `forge`: parity checks, model inspection and generation from the command line.
 
+mod chat;
 mod inspect;
 mod plugins;
+mod textgen;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use forge_parity::{find_golden_dir, render_table, run_case, select_cases, RunOptions};
+use forge_parity::{
+    coverage_problems, find_golden_dir, render_table, run_case, select_cases, GateArch, RunOptions,
+};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +38,11 @@ enum Command {
         /// The folder of golden cases (default: ./golden).
         #[arg(long)]
         golden_dir: Option<PathBuf>,
+        /// The CI gate: run every case, and also fail when a registered
+        /// architecture has no golden case or a case names an architecture
+        /// that is not registered.
+        #[arg(long, conflicts_with = "model")]
+        gate: bool,
     },
     /// Print the compiled plan of a checkpoint.
     Inspect {
@@ -42,20 +51,62 @@ enum Command {
         /// Context length for the KV cache memory figure.
         #[arg(long, default_value_t = 4096)]
         context: usize,
+        /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
+        #[arg(long, default_value = "plan")]
+        dtype: String,
     },
     /// List the registered architectures.
     Archs,
-    /// Generate text greedily from a prompt of token ids (no tokenizer needed).
+    /// Generate text from a prompt, streamed as it is produced.
     Generate {
-        /// A model folder or hub id.
+        /// A model folder, .gguf file or hub id (default: SmolLM2-135M-Instruct, fetched by setup).
         #[arg(long)]
-        model: String,
-        /// The prompt as text (needs tokenizer.json in the model folder).
+        model: Option<String>,
+        /// The prompt.
         #[arg(long)]
         prompt: String,
-        /// How many tokens to generate.
+        /// Most tokens to generate.
         #[arg(long, default_value_t = 100)]
         max_tokens: usize,
+        /// Sampling temperature (0: greedy).
+        #[arg(long, default_value_t = 0.0)]
+        temp: f32,
+        /// Random seed for sampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Wrap the prompt in the chat template as a user message.
+        #[arg(long)]
+        chat_template: bool,
+        /// System message (with --chat-template).
+        #[arg(long)]
+        system: Option<String>,
+        /// Print prompt and generation speed.
+        #[arg(long)]
+        verbose: bool,
+        /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
+        #[arg(long, default_value = "plan")]
+        dtype: String,
+    },
+    /// Chat with a model in the terminal (its chat template applied).
+    Chat {
+        /// A model folder, .gguf file or hub id (default: SmolLM2-135M-Instruct).
+        #[arg(long)]
+        model: Option<String>,
+        /// System message.
+        #[arg(long)]
+        system: Option<String>,
+        /// Most tokens per reply.
+        #[arg(long, default_value_t = 256)]
+        max_tokens: usize,
+        /// Sampling temperature (0: greedy).
+        #[arg(long, default_value_t = 0.0)]
+        temp: f32,
+        /// Random seed for sampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
+        #[arg(long, default_value = "plan")]
+        dtype: String,
     },
 }
 
@@ -66,8 +117,13 @@ fn main() -> ExitCode {
             model,
             json,
             golden_dir,
-        } => parity(model.as_deref(), json, golden_dir),
-        Command::Inspect { model, context } => inspect::run(&model, context).map(|()| true),
+            gate,
+        } => parity(model.as_deref(), json, golden_dir, gate),
+        Command::Inspect {
+            model,
+            context,
+            dtype,
+        } => inspect::run(&model, context, &dtype).map(|()| true),
         Command::Archs => {
             for arch in forge_core::registry::list() {
                 let aliases = if arch.aliases.is_empty() {
@@ -83,7 +139,36 @@ fn main() -> ExitCode {
             model,
             prompt,
             max_tokens,
-        } => generate(&model, &prompt, max_tokens).map(|()| true),
+            temp,
+            seed,
+            chat_template,
+            system,
+            verbose,
+            dtype,
+        } => {
+            let sampling = textgen::Sampling {
+                max_tokens,
+                temperature: temp,
+                seed,
+            };
+            let chat = chat_template.then_some(system.as_deref());
+            generate(model.as_deref(), &dtype, &prompt, sampling, chat, verbose).map(|()| true)
+        }
+        Command::Chat {
+            model,
+            system,
+            max_tokens,
+            temp,
+            seed,
+            dtype,
+        } => {
+            let sampling = textgen::Sampling {
+                max_tokens,
+                temperature: temp,
+                seed,
+            };
+            chat::run(model.as_deref(), &dtype, system.as_deref(), sampling).map(|()| true)
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -99,9 +184,14 @@ fn parity(
     model: Option<&str>,
     json: Option<PathBuf>,
     golden_dir: Option<PathBuf>,
+    gate: bool,
 ) -> anyhow::Result<bool> {
     let golden = golden_dir.unwrap_or_else(find_golden_dir);
-    let cases = select_cases(&golden, model)?;
+    let cases = if gate {
+        forge_parity::select::all_cases(&golden)?
+    } else {
+        select_cases(&golden, model)?
+    };
     let mut reports = Vec::new();
     for case in &cases {
         eprintln!("[parity] {}", case.display());
@@ -112,14 +202,67 @@ fn parity(
         let text = serde_json::to_string_pretty(&reports)?;
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(reports.iter().all(|r| r.passed()))
+    let cases_pass = reports.iter().all(|r| r.passed());
+    if !gate {
+        return Ok(cases_pass);
+    }
+    let problems = coverage_problems(&cases, &GateArch::registered());
+    for problem in &problems {
+        eprintln!("[gate] FAIL: {problem}");
+    }
+    let failed = reports.iter().filter(|r| !r.passed()).count();
+    if failed > 0 {
+        eprintln!("[gate] FAIL: {failed} of {} cases fail", reports.len());
+    }
+    let pass = cases_pass && problems.is_empty();
+    if pass {
+        eprintln!(
+            "[gate] ok: {} cases pass; every registered architecture has a case",
+            reports.len()
+        );
+    }
+    Ok(pass)
 }
 
-fn generate(model: &str, prompt: &str, max_tokens: usize) -> anyhow::Result<()> {
-    let loaded = forge_core::load_model(model, &forge_core::LoadOptions::default())?;
-    let tokenizer = forge_core::tokenizer::Tokenizer::from_dir(&loaded.dir)?;
-    let ids = tokenizer.encode(prompt, true)?;
-    let out = forge_core::generate::greedy(loaded.model.as_ref(), &ids, max_tokens, 512)?;
-    println!("{}", tokenizer.decode(&out, true)?);
+/// `forge generate`: `chat` is `Some(system)` when the chat template applies.
+fn generate(
+    model: Option<&str>,
+    dtype: &str,
+    prompt: &str,
+    sampling: textgen::Sampling,
+    chat: Option<Option<&str>>,
+    verbose: bool,
+) -> anyhow::Result<()> {
+    let model = textgen::model_or_default(model)?;
+    let text_model = textgen::load(&model, dtype)?;
+    let ids = match chat {
+        None => text_model.tokenizer.encode(prompt, true)?,
+        Some(system) => {
+            let template = text_model
+                .tokenizer
+                .chat_template
+                .as_ref()
+                .context("--chat-template: this model has no chat template")?;
+            let mut messages = Vec::new();
+            if let Some(system) = system {
+                messages.push(forge_core::chat_template::Message::new("system", system));
+            }
+            messages.push(forge_core::chat_template::Message::new("user", prompt));
+            let text = template.render(&messages, true, &serde_json::Map::new())?;
+            text_model.tokenizer.encode(&text, false)?
+        }
+    };
+    let out = textgen::generate(&text_model, &ids, sampling, textgen::print_flush)?;
+    println!();
+    if verbose {
+        eprintln!(
+            "[forge] prompt: {} tokens, {:.1} tokens/s; generation: {} tokens, {:.1} tokens/s; finish: {}",
+            ids.len(),
+            out.prompt_tps,
+            out.tokens.len(),
+            out.generation_tps,
+            out.finish_reason
+        );
+    }
     Ok(())
 }

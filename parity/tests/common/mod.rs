@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 extern crate forge_clip;
 /// Links the plugins so they register.
+extern crate forge_deepseek_v3;
+extern crate forge_gpt_oss;
 extern crate forge_llama;
 extern crate forge_siglip;
 
