@@ -57,10 +57,7 @@ impl PoolingHead {
         } else {
             (packed.split_equal(3, 0)?, packed_bias.split_equal(3, 0)?)
         };
-        let proj = |i: usize| Linear {
-            weight: weights[i].clone(),
-            bias: Some(biases[i].clone()),
-        };
+        let proj = |i: usize| Linear::new(weights[i].clone(), Some(biases[i].clone()));
         Ok(PoolingHead {
             probe: w.take(&format!("{prefix}probe"), &[1, 1, dim]),
             q_proj: proj(0),
