@@ -1,6 +1,7 @@
 //! `forge`: parity checks, model inspection and generation from the command line.
 
 mod chat;
+mod harmony;
 mod inspect;
 mod plugins;
 mod textgen;
@@ -235,7 +236,16 @@ fn generate(
 ) -> anyhow::Result<()> {
     let model = textgen::model_or_default(model)?;
     let text_model = textgen::load(&model, dtype)?;
+    // gpt-oss speaks Harmony: its prompt is always a rendered conversation,
+    // and its output is read back into channels once generation ends.
+    let harmony = harmony::speaks_harmony(text_model.loaded.architecture.model_type);
     let ids = match chat {
+        _ if harmony => {
+            let system = chat.flatten();
+            text_model
+                .tokenizer
+                .encode(&harmony::prompt(prompt, system)?, false)?
+        }
         None => text_model.tokenizer.encode(prompt, true)?,
         Some(system) => {
             let template = text_model
@@ -252,8 +262,18 @@ fn generate(
             text_model.tokenizer.encode(&text, false)?
         }
     };
-    let out = textgen::generate(&text_model, &ids, sampling, textgen::print_flush)?;
-    println!();
+    let stream = |text: &str| {
+        if !harmony {
+            textgen::print_flush(text)
+        }
+    };
+    let out = textgen::generate(&text_model, &ids, sampling, stream)?;
+    if harmony {
+        let decoded = text_model.tokenizer.decode(&out.tokens, false)?;
+        harmony::print_output(&decoded, verbose);
+    } else {
+        println!();
+    }
     if verbose {
         eprintln!(
             "[forge] prompt: {} tokens, {:.1} tokens/s; generation: {} tokens, {:.1} tokens/s; finish: {}",

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod chat_template;
 pub mod config;
 pub mod error;
+pub mod fp8;
 pub mod generate;
 pub mod gguf;
 pub mod hub;
