@@ -33,22 +33,16 @@ pub fn run(
         .unwrap_or_default();
     let mut messages = start.clone();
     eprintln!("[forge] chat: type a message; /reset starts over, /exit leaves");
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
+    let mut lines = std::io::stdin().lock().lines();
     loop {
-        print!(">> ");
-        std::io::stdout().flush()?;
-        let Some(line) = lines.next() else { break };
-        let line = line?;
-        match line.trim() {
-            "" => continue,
-            "/exit" | "/quit" => break,
-            "/reset" => {
+        let line = match next_input(&mut lines)? {
+            Input::Exit => break,
+            Input::Reset => {
                 messages = start.clone();
                 continue;
             }
-            _ => {}
-        }
+            Input::Message(line) => line,
+        };
         messages.push(Message::new("user", line));
         let prompt = template.render(&messages, true, &serde_json::Map::new())?;
         let ids = text_model.tokenizer.encode(&prompt, false)?;
@@ -57,4 +51,34 @@ pub fn run(
         messages.push(Message::new("assistant", reply.text.trim()));
     }
     Ok(())
+}
+
+/// What the user typed at the chat prompt.
+pub enum Input {
+    /// A message for the model.
+    Message(String),
+    /// `/reset`: start the conversation over.
+    Reset,
+    /// `/exit`, `/quit` or the end of input.
+    Exit,
+}
+
+/// Prints the prompt and reads lines until one is not blank.
+pub fn next_input(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+) -> anyhow::Result<Input> {
+    loop {
+        print!(">> ");
+        std::io::stdout().flush()?;
+        let Some(line) = lines.next() else {
+            return Ok(Input::Exit);
+        };
+        let line = line?;
+        return Ok(match line.trim() {
+            "" => continue,
+            "/exit" | "/quit" => Input::Exit,
+            "/reset" => Input::Reset,
+            _ => Input::Message(line),
+        });
+    }
 }

@@ -4,12 +4,13 @@
 //! and any tool calls on stderr. `forge chat` keeps the conversation as
 //! Harmony messages, each reply's final answer carried to the next turn.
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 
 use forge_gpt_oss::harmony::{
     render_conversation, today_utc, ChatMessage, HarmonyOutput, HarmonyParser, RenderOptions,
 };
 
+use crate::chat::{next_input, Input};
 use crate::textgen::{self, Sampling, TextModel};
 
 /// True for architectures whose prompts and outputs are Harmony.
@@ -52,19 +53,14 @@ pub fn chat(model: &TextModel, system: Option<&str>, sampling: Sampling) -> anyh
     eprintln!("[forge] chat (Harmony): type a message; /reset starts over, /exit leaves");
     let mut lines = std::io::stdin().lock().lines();
     loop {
-        print!(">> ");
-        std::io::stdout().flush()?;
-        let Some(line) = lines.next() else { break };
-        let line = line?;
-        match line.trim() {
-            "" => continue,
-            "/exit" | "/quit" => break,
-            "/reset" => {
+        let line = match next_input(&mut lines)? {
+            Input::Exit => break,
+            Input::Reset => {
                 messages = start.clone();
                 continue;
             }
-            _ => {}
-        }
+            Input::Message(line) => line,
+        };
         messages.push(ChatMessage::User(line));
         let ids = model.tokenizer.encode(&render(&messages)?, false)?;
         let reply = textgen::generate(model, &ids, sampling, |_| {})?;
