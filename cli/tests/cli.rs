@@ -293,8 +293,12 @@ fn generate_with_a_missing_model_says_what_is_missing() {
 fn copy_case(case: &str, golden_dir: &Path, arch: Option<&str>) {
     let dest = golden_dir.join(case);
     copy_model(case, &dest);
-    for file in ["manifest.json", "expected.safetensors"] {
-        std::fs::copy(golden().join(case).join(file), dest.join(file)).unwrap();
+    // manifest.json, expected.safetensors and any inputs (vision cases' images).
+    for entry in std::fs::read_dir(golden().join(case)).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dest.join(entry.file_name())).unwrap();
+        }
     }
     if let Some(arch) = arch {
         let path = dest.join("manifest.json");
