@@ -39,6 +39,8 @@ from safetensors.torch import save_file  # noqa: E402
 from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
+from generation_cases import case_gen_greedy_processors, case_gen_logits_processors  # noqa: E402
+
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
 
@@ -582,6 +584,8 @@ CASES: dict[str, Callable[[], Case]] = {
     "llama-yarn": case_llama_yarn,
     "llama-rope-linear": case_llama_rope_linear,
     "mistral-sliding-window": case_mistral_sliding_window,
+    "gen-logits-processors": case_gen_logits_processors,
+    "gen-greedy-processors": case_gen_greedy_processors,
 }
 
 
@@ -607,7 +611,11 @@ def main(argv: list[str] | None = None) -> int:
         case = CASES[name]()
         if case.name != name:
             raise RuntimeError(f"case function for {name} names itself {case.name}")
-        print(build_case(case, out_root), flush=True)
+        if hasattr(case, "build"):  # generation cases: golden/generation_cases.py
+            helpers = {"reference_versions": reference_versions, "build_model": build_model, "tiny_llama": tiny_llama}
+            print(case.build(out_root, helpers), flush=True)
+        else:
+            print(build_case(case, out_root), flush=True)
     return 0
 
 

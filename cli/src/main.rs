@@ -1,5 +1,6 @@
 //! `forge`: parity checks, model inspection and generation from the command line.
 
+mod generate;
 mod inspect;
 mod plugins;
 
@@ -45,17 +46,18 @@ enum Command {
     },
     /// List the registered architectures.
     Archs,
-    /// Generate text greedily from a prompt of token ids (no tokenizer needed).
+    /// Generate text from a prompt (chat template applied when the tokenizer has one).
     Generate {
-        /// A model folder or hub id.
-        #[arg(long)]
-        model: String,
-        /// The prompt as text (needs tokenizer.json in the model folder).
-        #[arg(long)]
+        /// The prompt.
+        #[arg(long, short = 'p')]
         prompt: String,
-        /// How many tokens to generate.
-        #[arg(long, default_value_t = 100)]
-        max_tokens: usize,
+        #[command(flatten)]
+        args: generate::GenerateArgs,
+    },
+    /// Chat with a model on the terminal (an empty line ends the chat).
+    Chat {
+        #[command(flatten)]
+        args: generate::GenerateArgs,
     },
 }
 
@@ -79,11 +81,8 @@ fn main() -> ExitCode {
             }
             Ok(true)
         }
-        Command::Generate {
-            model,
-            prompt,
-            max_tokens,
-        } => generate(&model, &prompt, max_tokens).map(|()| true),
+        Command::Generate { prompt, args } => generate::generate(&args, &prompt).map(|()| true),
+        Command::Chat { args } => generate::chat(&args).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -113,13 +112,4 @@ fn parity(
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(reports.iter().all(|r| r.passed()))
-}
-
-fn generate(model: &str, prompt: &str, max_tokens: usize) -> anyhow::Result<()> {
-    let loaded = forge_core::load_model(model, &forge_core::LoadOptions::default())?;
-    let tokenizer = forge_core::tokenizer::Tokenizer::from_dir(&loaded.dir)?;
-    let ids = tokenizer.encode(prompt, true)?;
-    let out = forge_core::generate::greedy(loaded.model.as_ref(), &ids, max_tokens, 512)?;
-    println!("{}", tokenizer.decode(&out, true)?);
-    Ok(())
 }

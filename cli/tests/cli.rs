@@ -158,3 +158,88 @@ fn unknown_model_type_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn generate_streams_text_and_prints_stats() {
+    let model = golden().join("gen-greedy-processors/model");
+    let model = model.to_str().unwrap();
+    let (ok, stdout, stderr) = forge(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "hi",
+        "--max-tokens",
+        "6",
+        "--verbose",
+    ]);
+    assert!(ok, "{stderr}");
+    for line in [
+        "Prompt: ",
+        "Generation: 6 tokens",
+        "Peak memory: ",
+        "Finish reason: length",
+    ] {
+        assert!(stdout.contains(line), "no `{line}` in\n{stdout}");
+    }
+    // Greedy decoding is deterministic; the same flags print the same text.
+    let (_, again, _) = forge(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "hi",
+        "--max-tokens",
+        "6",
+        "--verbose",
+    ]);
+    let text = |s: &str| s.split("==========").nth(1).unwrap_or_default().to_string();
+    assert_eq!(text(&stdout), text(&again));
+    // Sampling flags are accepted and validated.
+    let (ok, _, stderr) = forge(&[
+        "generate", "--model", model, "--prompt", "hi", "--top-p", "1.5",
+    ]);
+    assert!(!ok && stderr.contains("top_p"), "{stderr}");
+    let (ok, _, stderr) = forge(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "hi",
+        "--chat-template-args",
+        "[1]",
+    ]);
+    assert!(!ok && stderr.contains("expected a JSON object"), "{stderr}");
+}
+
+#[test]
+fn chat_answers_each_line_until_an_empty_one() {
+    use std::io::Write;
+    let model = golden().join("gen-greedy-processors/model");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args([
+            "chat",
+            "--model",
+            model.to_str().unwrap(),
+            "--max-tokens",
+            "4",
+            "--temp",
+            "0.8",
+            "--seed",
+            "3",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello\nagain\n\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches(">> ").count(), 3, "{stdout}");
+}

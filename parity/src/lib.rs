@@ -10,6 +10,7 @@
 
 pub mod compare;
 pub mod error;
+mod generation;
 pub mod manifest;
 pub mod report;
 pub mod run;

@@ -21,6 +21,9 @@ fn every_committed_case_passes() {
     let table = render_table(&reports);
     for report in &reports {
         assert!(report.passed(), "case {} failed:\n{table}", report.case);
+        if report.arch == "generation" {
+            continue; // generation conformance cases have rows of their own
+        }
         for check in [
             "logits",
             "hidden_states",
