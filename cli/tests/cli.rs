@@ -163,7 +163,7 @@ fn unknown_model_type_is_a_clear_error() {
 fn generate_streams_text_and_prints_stats() {
     let model = golden().join("gen-greedy-processors/model");
     let model = model.to_str().unwrap();
-    let (ok, stdout, stderr) = forge(&[
+    let greedy_args = [
         "generate",
         "--model",
         model,
@@ -172,7 +172,8 @@ fn generate_streams_text_and_prints_stats() {
         "--max-tokens",
         "6",
         "--verbose",
-    ]);
+    ];
+    let (ok, stdout, stderr) = forge(&greedy_args);
     assert!(ok, "{stderr}");
     for line in [
         "Prompt: ",
@@ -183,16 +184,7 @@ fn generate_streams_text_and_prints_stats() {
         assert!(stdout.contains(line), "no `{line}` in\n{stdout}");
     }
     // Greedy decoding is deterministic; the same flags print the same text.
-    let (_, again, _) = forge(&[
-        "generate",
-        "--model",
-        model,
-        "--prompt",
-        "hi",
-        "--max-tokens",
-        "6",
-        "--verbose",
-    ]);
+    let (_, again, _) = forge(&greedy_args);
     let text = |s: &str| s.split("==========").nth(1).unwrap_or_default().to_string();
     assert_eq!(text(&stdout), text(&again));
     // Sampling flags are accepted and validated.
