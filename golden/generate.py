@@ -80,6 +80,12 @@ class Case:
     # Optional hook: (case, model, input_ids, attention_mask, logits) ->
     # (text appended to the description, text appended to the printed line).
     describe_extra: Callable | None = None
+    # Optional hook: (model, seed) -> None, run after the seeded init (e.g. to set buffers).
+    after_init: Callable | None = None
+    # How the HF-vs-HF noise figure loads a second implementation of the same files.
+    noise_variant: dict = field(default_factory=lambda: {"attn_implementation": "sdpa"})
+    # Optional hook: (case, model_dir) -> None, run after saving (e.g. to quantize the files).
+    rewrite_checkpoint: Callable | None = None
 
 
 # --------------------------------------------------------------------------
@@ -251,6 +257,8 @@ def build_case(case: Case, out_root: Path) -> str:
     model_dir.mkdir(parents=True)
 
     model = build_model(case.config, case.seed)
+    if case.after_init is not None:
+        case.after_init(model, case.seed)
     input_ids, attention_mask = make_prompt(case)
     logits_mem, _ = forward(model, input_ids, attention_mask)
 
@@ -259,6 +267,8 @@ def build_case(case: Case, out_root: Path) -> str:
         rewrite_config_v4(model_dir / "config.json")
     elif case.config_style != "v5":
         raise ValueError(f"case {case.name}: unknown config_style {case.config_style!r}")
+    if case.rewrite_checkpoint is not None:
+        case.rewrite_checkpoint(case, model_dir)
 
     # The fixture is what HF makes of the files on disk, so reload them.
     model = AutoModelForCausalLM.from_pretrained(
@@ -293,10 +303,8 @@ def build_case(case: Case, out_root: Path) -> str:
             f"case {case.name}: greedy path has a near tie (gap {min_gap:.3g}); change the seed"
         )
 
-    # HF-vs-HF noise: the same files with SDPA attention.
-    sdpa = AutoModelForCausalLM.from_pretrained(
-        model_dir, attn_implementation="sdpa", dtype=torch.float32
-    ).eval()
+    # HF-vs-HF noise: the same files through another implementation (SDPA attention by default).
+    sdpa = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, **case.noise_variant).eval()
     logits_sdpa, hidden_sdpa = forward(sdpa, input_ids, attention_mask)
     noise_logits = masked_max_abs(logits, logits_sdpa, attention_mask)
     noise_hidden = max(masked_max_abs(a, b, attention_mask) for a, b in zip(hidden, hidden_sdpa))
@@ -587,6 +595,14 @@ CASES: dict[str, Callable[[], Case]] = {
     "gen-logits-processors": case_gen_logits_processors,
     "gen-greedy-processors": case_gen_greedy_processors,
 }
+
+from deepseek_v3_cases import DEEPSEEK_V3_CASES  # noqa: E402
+
+CASES.update(DEEPSEEK_V3_CASES)
+
+import gptoss_cases  # noqa: E402
+
+CASES.update(gptoss_cases.register(sys.modules[__name__]))
 
 
 def main(argv: list[str] | None = None) -> int:

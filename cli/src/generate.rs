@@ -7,6 +7,7 @@ use clap::Args;
 use forge_core::chat_template::Message;
 use forge_core::generate::GenerationResponse;
 use forge_core::llm::Llm;
+use forge_core::tokenizer::Tokenizer;
 use forge_core::GenerationConfig;
 use serde_json::{Map, Value};
 
@@ -52,6 +53,9 @@ pub struct GenerateArgs {
     /// Print the statistics (tokens, tokens per second, peak memory).
     #[arg(long)]
     verbose: bool,
+    /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
+    #[arg(long, default_value = "plan")]
+    dtype: String,
 }
 
 impl GenerateArgs {
@@ -92,7 +96,10 @@ impl GenerateArgs {
     fn load(&self) -> anyhow::Result<(Llm, GenerationConfig, Map<String, Value>)> {
         let template_args = self.template_args()?;
         let model = self.model()?;
-        let llm = Llm::load(model).with_context(|| format!("loading {model}"))?;
+        let (loaded, _) = crate::inspect::load_with_dtype(model, &self.dtype)
+            .with_context(|| format!("loading {model}"))?;
+        let tokenizer = Tokenizer::from_dir(&loaded.dir)?;
+        let llm = Llm::from_parts(loaded, tokenizer);
         let config = self.config(&llm)?;
         Ok((llm, config, template_args))
     }

@@ -2,14 +2,56 @@
 
 use std::collections::BTreeMap;
 
-use forge_core::{load_model, LoadOptions};
+use anyhow::bail;
+use forge_core::loader::{
+    fastest_weight_dtype, system_memory_bytes, weight_file_bytes, Backend, WeightDtypeChoice,
+};
+use forge_core::mlx_rs::Dtype;
+use forge_core::{hub, load_model_dir, LoadOptions, LoadedModel};
 
 /// Loads `model` (not strict, so unknown keys are shown rather than fatal)
 /// and prints its plan.
-pub fn run(model: &str, context: usize) -> anyhow::Result<()> {
-    let loaded = load_model(model, &LoadOptions::default())?;
+pub fn run(model: &str, context: usize, dtype: &str) -> anyhow::Result<()> {
+    let (loaded, choice) = load_with_dtype(model, dtype)?;
     print!("{}", render(&loaded, context));
+    let run = match choice.dtype {
+        Some(dtype) => format!("{dtype:?}").to_lowercase(),
+        None => "as stored".to_string(),
+    };
+    println!("{:<20} {run} ({})", "run dtype", choice.reason);
     Ok(())
+}
+
+/// Loads `model` with the weight dtype `flag` asks for: `plan` (the
+/// fastest on this backend, see [`fastest_weight_dtype`]), `stored`, `f32`,
+/// `bf16` or `f16`.
+pub fn load_with_dtype(
+    model: &str,
+    flag: &str,
+) -> anyhow::Result<(LoadedModel, WeightDtypeChoice)> {
+    let options = LoadOptions::default();
+    let dir = hub::resolve(model, &options.hub)?;
+    let forced = |dtype: Option<Dtype>| WeightDtypeChoice {
+        dtype,
+        reason: format!("--dtype {flag}"),
+    };
+    let choice = match flag {
+        "plan" => fastest_weight_dtype(
+            Backend::current(),
+            weight_file_bytes(&dir),
+            system_memory_bytes(),
+        ),
+        "stored" => forced(None),
+        "f32" => forced(Some(Dtype::Float32)),
+        "bf16" => forced(Some(Dtype::Bfloat16)),
+        "f16" => forced(Some(Dtype::Float16)),
+        other => bail!("--dtype {other}: expected plan, stored, f32, bf16 or f16"),
+    };
+    let options = LoadOptions {
+        dtype: choice.dtype,
+        ..options
+    };
+    Ok((load_model_dir(&dir, &options)?, choice))
 }
 
 /// The plan as text.

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use forge_parity::{find_golden_dir, render_table, run_case, select_cases, RunOptions};
+use forge_parity::{
+    coverage_problems, find_golden_dir, render_table, run_case, select_cases, GateArch, RunOptions,
+};
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +37,11 @@ enum Command {
         /// The folder of golden cases (default: ./golden).
         #[arg(long)]
         golden_dir: Option<PathBuf>,
+        /// The CI gate: run every case, and also fail when a registered
+        /// architecture has no golden case or a case names an architecture
+        /// that is not registered.
+        #[arg(long, conflicts_with = "model")]
+        gate: bool,
     },
     /// Print the compiled plan of a checkpoint.
     Inspect {
@@ -43,6 +50,9 @@ enum Command {
         /// Context length for the KV cache memory figure.
         #[arg(long, default_value_t = 4096)]
         context: usize,
+        /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
+        #[arg(long, default_value = "plan")]
+        dtype: String,
     },
     /// List the registered architectures.
     Archs,
@@ -68,8 +78,13 @@ fn main() -> ExitCode {
             model,
             json,
             golden_dir,
-        } => parity(model.as_deref(), json, golden_dir),
-        Command::Inspect { model, context } => inspect::run(&model, context).map(|()| true),
+            gate,
+        } => parity(model.as_deref(), json, golden_dir, gate),
+        Command::Inspect {
+            model,
+            context,
+            dtype,
+        } => inspect::run(&model, context, &dtype).map(|()| true),
         Command::Archs => {
             for arch in forge_core::registry::list() {
                 let aliases = if arch.aliases.is_empty() {
@@ -98,9 +113,14 @@ fn parity(
     model: Option<&str>,
     json: Option<PathBuf>,
     golden_dir: Option<PathBuf>,
+    gate: bool,
 ) -> anyhow::Result<bool> {
     let golden = golden_dir.unwrap_or_else(find_golden_dir);
-    let cases = select_cases(&golden, model)?;
+    let cases = if gate {
+        forge_parity::select::all_cases(&golden)?
+    } else {
+        select_cases(&golden, model)?
+    };
     let mut reports = Vec::new();
     for case in &cases {
         eprintln!("[parity] {}", case.display());
@@ -111,5 +131,24 @@ fn parity(
         let text = serde_json::to_string_pretty(&reports)?;
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(reports.iter().all(|r| r.passed()))
+    let cases_pass = reports.iter().all(|r| r.passed());
+    if !gate {
+        return Ok(cases_pass);
+    }
+    let problems = coverage_problems(&cases, &GateArch::registered());
+    for problem in &problems {
+        eprintln!("[gate] FAIL: {problem}");
+    }
+    let failed = reports.iter().filter(|r| !r.passed()).count();
+    if failed > 0 {
+        eprintln!("[gate] FAIL: {failed} of {} cases fail", reports.len());
+    }
+    let pass = cases_pass && problems.is_empty();
+    if pass {
+        eprintln!(
+            "[gate] ok: {} cases pass; every registered architecture has a case",
+            reports.len()
+        );
+    }
+    Ok(pass)
 }

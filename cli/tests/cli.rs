@@ -70,10 +70,45 @@ fn inspect_snapshot_of_the_llama3_case() {
     assert!(ok);
     let stable: String = stdout
         .lines()
-        .filter(|l| !l.starts_with("model "))
+        // The run dtype depends on the backend (inspect_shows_the_run_dtype).
+        .filter(|l| !l.starts_with("model ") && !l.starts_with("run dtype"))
         .map(|l| format!("{l}\n"))
         .collect();
     insta::assert_snapshot!("inspect_llama3_rope_long", stable);
+}
+
+#[test]
+fn inspect_shows_the_run_dtype_and_takes_an_override() {
+    let model = golden().join("llama-gqa").join("model");
+    let model = model.to_str().unwrap();
+    let run_dtype = |args: &[&str]| -> String {
+        let (ok, stdout, stderr) = forge(args);
+        assert!(ok, "{stderr}");
+        stdout
+            .lines()
+            .find(|l| l.starts_with("run dtype"))
+            .unwrap_or_else(|| panic!("no run dtype line in\n{stdout}"))
+            .to_string()
+    };
+    let plan = run_dtype(&["inspect", model]);
+    if cfg!(target_vendor = "apple") {
+        assert!(
+            plan.contains("as stored (the stored dtype runs fastest on a GPU)"),
+            "{plan}"
+        );
+    } else {
+        assert!(
+            plan.contains("float32 (f32: fastest on MLX's CPU backend"),
+            "{plan}"
+        );
+    }
+    let bf16 = run_dtype(&["inspect", model, "--dtype", "bf16"]);
+    assert!(bf16.contains("bfloat16 (--dtype bf16)"), "{bf16}");
+    let (ok, _, stderr) = forge(&["inspect", model, "--dtype", "f8"]);
+    assert!(
+        !ok && stderr.contains("expected plan, stored, f32, bf16 or f16"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -234,4 +269,78 @@ fn chat_answers_each_line_until_an_empty_one() {
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.matches(">> ").count(), 3, "{stdout}");
+}
+
+/// Copies a whole case folder into `golden`, optionally renaming the
+/// architecture its manifest names.
+fn copy_case(case: &str, golden_dir: &Path, arch: Option<&str>) {
+    let dest = golden_dir.join(case);
+    copy_model(case, &dest);
+    for file in ["manifest.json", "expected.safetensors"] {
+        std::fs::copy(golden().join(case).join(file), dest.join(file)).unwrap();
+    }
+    if let Some(arch) = arch {
+        let path = dest.join("manifest.json");
+        let mut manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        manifest["arch"] = arch.into();
+        std::fs::write(&path, manifest.to_string()).unwrap();
+    }
+}
+
+/// The first committed case (by name) of every architecture.
+fn one_case_per_architecture() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(golden())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("manifest.json").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut seen = Vec::new();
+    names.retain(|case| {
+        let text = std::fs::read_to_string(golden().join(case).join("manifest.json")).unwrap();
+        let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let arch = manifest["arch"].as_str().unwrap().to_string();
+        let first = !seen.contains(&arch);
+        seen.push(arch);
+        first
+    });
+    names
+}
+
+#[test]
+fn the_gate_passes_when_every_architecture_has_a_passing_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = one_case_per_architecture();
+    for case in &cases {
+        copy_case(case, dir.path(), None);
+    }
+    let golden_dir = dir.path().to_str().unwrap();
+    let (ok, _, stderr) = forge(&["parity", "--gate", "--golden-dir", golden_dir]);
+    assert!(ok, "{stderr}");
+    let summary = format!("[gate] ok: {} cases pass", cases.len());
+    assert!(stderr.contains(&summary), "{stderr}");
+}
+
+#[test]
+fn the_gate_fails_when_an_architecture_has_no_golden_case() {
+    // The one case left claims an architecture nobody registered, so the
+    // registered llama plugin has no case; the case itself still passes.
+    let dir = tempfile::tempdir().unwrap();
+    copy_case("llama-gqa", dir.path(), Some("qwen9"));
+    let golden_dir = dir.path().to_str().unwrap();
+    let (ok, stdout, stderr) = forge(&["parity", "--gate", "--golden-dir", golden_dir]);
+    assert!(!ok, "the gate passed:\n{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("architecture `llama` is registered but has no golden case"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("names architecture `qwen9`, which no linked plugin registers"),
+        "{stderr}"
+    );
+    // Without --gate the same folder passes: only the gate checks coverage.
+    let (ok, _, stderr) = forge(&["parity", "--golden-dir", golden_dir]);
+    assert!(ok, "{stderr}");
 }

@@ -104,3 +104,151 @@ pub fn load_model_dir(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> 
         tensors: inventory,
     })
 }
+
+/// The device MLX computes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// MLX's CPU backend (the Linux CPU wheel).
+    Cpu,
+    /// A GPU: Metal on Apple silicon, CUDA on Linux.
+    Gpu,
+}
+
+impl Backend {
+    /// The backend of MLX's default device.
+    pub fn current() -> Backend {
+        let kind = mlx_rs::Device::try_default().and_then(|d| d.get_type());
+        match kind {
+            Ok(mlx_rs::DeviceType::Gpu) => Backend::Gpu,
+            _ => Backend::Cpu,
+        }
+    }
+}
+
+/// The weight dtype a compiled plan runs in, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightDtypeChoice {
+    /// The dtype floating-point weights are cast to (`None`: as stored).
+    pub dtype: Option<Dtype>,
+    /// Why, in a few words (shown by `forge inspect`).
+    pub reason: String,
+}
+
+/// The weight dtype that runs fastest on `backend`, for a checkpoint of
+/// `stored_bytes` bytes of (mostly floating-point) weights on a machine with
+/// `memory_bytes` of memory.
+///
+/// On MLX's CPU backend f32 matmuls run through BLAS while f16 and bf16 ones
+/// take a slow fallback (about 5 GFLOP/s here against 160 for f32 with
+/// OpenBLAS), so half-precision weights are widened to f32 unless f32
+/// weights (at most twice the stored bytes) would take more than 3/4 of the
+/// memory. On a GPU the stored dtype is kept.
+pub fn fastest_weight_dtype(
+    backend: Backend,
+    stored_bytes: u64,
+    memory_bytes: Option<u64>,
+) -> WeightDtypeChoice {
+    match backend {
+        Backend::Gpu => WeightDtypeChoice {
+            dtype: None,
+            reason: "the stored dtype runs fastest on a GPU".into(),
+        },
+        Backend::Cpu => {
+            let widened = stored_bytes.saturating_mul(2);
+            match memory_bytes {
+                Some(memory) if widened > memory / 4 * 3 => WeightDtypeChoice {
+                    dtype: None,
+                    reason: format!(
+                        "f32 weights (up to {:.1} GiB) would not fit in 3/4 of memory \
+                         ({:.1} GiB)",
+                        gib(widened),
+                        gib(memory)
+                    ),
+                },
+                _ => WeightDtypeChoice {
+                    dtype: Some(Dtype::Float32),
+                    reason: "f32: fastest on MLX's CPU backend (f32 matmuls run through \
+                             BLAS, f16/bf16 through a slow fallback)"
+                        .into(),
+                },
+            }
+        }
+    }
+}
+
+/// Whether quantized weights should be dequantized on `backend`: on MLX's
+/// CPU backend quantized matmuls are far slower than f32 BLAS (about 0.3
+/// GFLOP/s for 4-bit here), so yes when `dequantized_bytes` fit in 3/4 of
+/// the memory; on a GPU no.
+pub fn prefer_dequantized(
+    backend: Backend,
+    dequantized_bytes: u64,
+    memory_bytes: Option<u64>,
+) -> bool {
+    backend == Backend::Cpu && memory_bytes.is_none_or(|m| dequantized_bytes <= m / 4 * 3)
+}
+
+/// Total bytes of the weight files (`*.safetensors`, `*.gguf`) in a model folder.
+pub fn weight_file_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.path()
+                .extension()
+                .is_some_and(|x| x == "safetensors" || x == "gguf")
+        })
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The machine's memory in bytes (Linux: `MemTotal` of /proc/meminfo;
+/// elsewhere unknown).
+pub fn system_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0 * 1024.0)
+}
+
+#[cfg(test)]
+mod dtype_choice_tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn cpu_widens_half_precision_to_f32_when_it_fits() {
+        let c = fastest_weight_dtype(Backend::Cpu, 3 * GIB, Some(24 * GIB));
+        assert_eq!(c.dtype, Some(Dtype::Float32));
+        let c = fastest_weight_dtype(Backend::Cpu, 3 * GIB, None);
+        assert_eq!(c.dtype, Some(Dtype::Float32));
+    }
+
+    #[test]
+    fn cpu_keeps_the_stored_dtype_when_f32_would_not_fit() {
+        let c = fastest_weight_dtype(Backend::Cpu, 10 * GIB, Some(24 * GIB));
+        assert_eq!(c.dtype, None);
+        assert!(c.reason.contains("would not fit"), "{}", c.reason);
+    }
+
+    #[test]
+    fn gpu_keeps_the_stored_dtype() {
+        let c = fastest_weight_dtype(Backend::Gpu, GIB, Some(64 * GIB));
+        assert_eq!(c.dtype, None);
+    }
+
+    #[test]
+    fn dequantize_on_cpu_only_when_it_fits() {
+        assert!(prefer_dequantized(Backend::Cpu, 2 * GIB, Some(8 * GIB)));
+        assert!(!prefer_dequantized(Backend::Cpu, 7 * GIB, Some(8 * GIB)));
+        assert!(!prefer_dequantized(Backend::Gpu, GIB, Some(8 * GIB)));
+    }
+}

@@ -4,7 +4,9 @@
 
 use mlx_rs::{fast, ops, Array, Dtype};
 
+use crate::cache::KvCache;
 use crate::error::Result;
+use crate::rope::Rope;
 use crate::weights::Weights;
 
 /// `y = x Wᵀ + b`, with `W` stored `[out, in]` as in HF checkpoints.
@@ -118,4 +120,38 @@ pub fn attention_mask(
     let min = dtype.finfo_min().unwrap_or(f32::MIN as f64);
     let blocked = Array::from_f64(min).as_dtype(dtype)?;
     Ok(ops::select(&allowed, &zero, &blocked)?)
+}
+
+/// `[B, T, heads·head_dim]` → `[B, heads, T, head_dim]`.
+pub fn split_heads(x: &Array, heads: i32, head_dim: i32) -> Result<Array> {
+    let (b, t) = (x.dim(0), x.dim(1));
+    Ok(x.reshape(&[b, t, heads, head_dim])?
+        .transpose_axes(&[0, 2, 1, 3])?)
+}
+
+/// `[B, heads, T, head_dim]` → `[B, T, heads·head_dim]`.
+pub fn merge_heads(x: &Array) -> Result<Array> {
+    let (b, heads, t, head_dim) = (x.dim(0), x.dim(1), x.dim(2), x.dim(3));
+    Ok(x.transpose_axes(&[0, 2, 1, 3])?
+        .reshape(&[b, t, heads * head_dim])?)
+}
+
+/// Rotates `q` and `k` (`[B, heads, T, dim]`) from the cache's offset and
+/// appends `k`, `v` to the cache. Returns the queries and every key and
+/// value attention should see.
+pub fn rotate_and_cache(
+    q: &Array,
+    k: &Array,
+    v: Array,
+    rope: &Rope,
+    cache: Option<&mut Box<dyn KvCache>>,
+) -> Result<(Array, Array, Array)> {
+    let offset = cache.as_ref().map_or(0, |c| c.offset()) as i32;
+    let q = rope.apply(q, offset)?;
+    let k = rope.apply(k, offset)?;
+    let (k, v) = match cache {
+        Some(cache) => cache.update_and_fetch(&k, &v)?,
+        None => (k, v),
+    };
+    Ok((q, k, v))
 }

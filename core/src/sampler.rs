@@ -504,7 +504,7 @@ fn no_token_left() -> Error {
 /// Draws a token from `softmax(scores)`; tokens at −∞ are never drawn.
 pub fn draw(scores: &[f32], rng: &mut Rng) -> Result<u32> {
     let probs = softmax(scores);
-    if probs.iter().all(|p| !(*p > 0.0)) {
+    if !probs.iter().any(|p| *p > 0.0) {
         return Err(no_token_left());
     }
     let u = rng.next_f64();

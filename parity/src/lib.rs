@@ -10,6 +10,7 @@
 
 pub mod compare;
 pub mod error;
+pub mod gate;
 mod generation;
 pub mod manifest;
 pub mod report;
@@ -17,6 +18,7 @@ pub mod run;
 pub mod select;
 
 pub use error::{ParityError, Result};
+pub use gate::{coverage_problems, CoverageProblem, GateArch};
 pub use manifest::{Manifest, Tolerance};
 pub use report::{render_table, CaseReport, Row};
 pub use run::{run_case, RunOptions};

@@ -1,11 +1,19 @@
-//! `cargo xtask add-arch <model_type> [--from <plugin>]`: starts a new
-//! architecture plugin as a copy of a working one (llama by default),
-//! registered under the new model_type and linked where plugins must be.
+//! `cargo xtask add-arch <model_type> [--from <plugin>] [--from-config FILE]`:
+//! starts a new architecture plugin, registered under the new model_type and
+//! linked where plugins must be, with a golden case in the generator and a
+//! parity test.
+//!
+//! With `--from-config` the plugin is a skeleton whose typed args struct is
+//! generated from the config's keys and value types (see [`scaffold`]);
+//! without it, a copy of a working plugin (llama by default).
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
 
 use crate::say;
+use crate::scaffold;
 use crate::util::{repo_root, Error, Result};
 
 /// The names a new plugin gets.
@@ -101,6 +109,28 @@ pub fn insert_after(text: &str, anchor: &str, line: &str) -> Result<String> {
     }
 }
 
+/// Inserts `line` before the first line starting with `anchor`, unless present.
+pub fn insert_before(text: &str, anchor: &str, line: &str) -> Result<String> {
+    if text.lines().any(|l| l.trim() == line.trim()) {
+        return Ok(text.to_string());
+    }
+    let Some(at) = text
+        .split_inclusive('\n')
+        .scan(0, |pos, l| {
+            let start = *pos;
+            *pos += l.len();
+            Some((start, l))
+        })
+        .find(|(_, l)| l.starts_with(anchor))
+        .map(|(start, _)| start)
+    else {
+        return Err(Error::new(format!(
+            "no line starting with `{anchor}` to insert before"
+        )));
+    };
+    Ok(format!("{}{line}\n{}", &text[..at], &text[at..]))
+}
+
 fn read(path: &Path) -> Result<String> {
     fs::read_to_string(path).map_err(|e| Error::new(format!("{}: {e}", path.display())))
 }
@@ -112,43 +142,139 @@ fn write(path: &Path, text: &str) -> Result<()> {
     fs::write(path, text).map_err(|e| Error::new(format!("{}: {e}", path.display())))
 }
 
+/// What `cargo xtask add-arch` was asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// The new model_type.
+    pub model_type: String,
+    /// The plugin to copy when there is no config (llama by default).
+    pub from: String,
+    /// A config.json to generate the args struct and the golden case from.
+    pub from_config: Option<PathBuf>,
+}
+
+const USAGE: &str =
+    "usage: cargo xtask add-arch <model_type> [--from <plugin>] [--from-config path/to/config.json]";
+
+impl Options {
+    /// Parses the command's arguments.
+    pub fn parse(args: &[String]) -> Result<Options> {
+        let mut model_type = None;
+        let mut from = "llama".to_string();
+        let mut from_config = None;
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--from" => {
+                    from = it
+                        .next()
+                        .cloned()
+                        .ok_or_else(|| Error::new("--from needs a plugin model_type"))?
+                }
+                "--from-config" => {
+                    from_config =
+                        Some(PathBuf::from(it.next().ok_or_else(|| {
+                            Error::new("--from-config needs a config.json path")
+                        })?))
+                }
+                other if model_type.is_none() && !other.starts_with('-') => {
+                    model_type = Some(other.to_string())
+                }
+                other => {
+                    return Err(Error::new(format!(
+                        "unexpected argument `{other}`; {USAGE}"
+                    )))
+                }
+            }
+        }
+        let model_type = model_type.ok_or_else(|| Error::new(USAGE))?;
+        Ok(Options {
+            model_type,
+            from,
+            from_config,
+        })
+    }
+}
+
 /// The command.
 pub fn add_arch(args: &[String]) -> Result<u8> {
-    let mut model_type = None;
-    let mut from = "llama".to_string();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--from" => {
-                from = it
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| Error::new("--from needs a plugin model_type"))?
-            }
-            other if model_type.is_none() && !other.starts_with('-') => {
-                model_type = Some(other.to_string())
-            }
-            other => return Err(Error::new(format!("unexpected argument `{other}`"))),
-        }
+    let options = Options::parse(args)?;
+    add_arch_at(&repo_root(), &options)?;
+    Ok(0)
+}
+
+/// Reads a config.json given to --from-config and checks its model_type.
+fn read_config(path: &Path, model_type: &str) -> Result<Map<String, Value>> {
+    let text = read(path)?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::new(format!("{}: not valid JSON: {e}", path.display())))?;
+    let Value::Object(config) = value else {
+        return Err(Error::new(format!(
+            "{}: expected a JSON object (a config.json), found {}",
+            path.display(),
+            value
+        )));
+    };
+    match config.get("model_type") {
+        Some(Value::String(found)) if found != model_type => Err(Error::new(format!(
+            "{}: model_type is `{found}`, but the new plugin is `{model_type}`",
+            path.display()
+        ))),
+        _ => Ok(config),
     }
-    let model_type = model_type
-        .ok_or_else(|| Error::new("usage: cargo xtask add-arch <model_type> [--from <plugin>]"))?;
-    let to = names(&model_type)?;
-    let from = names(&from)?;
-    let root = repo_root();
-    let template = root.join("arch-plugins").join(&from.dir);
+}
+
+/// Creates the plugin in the workspace at `root` and wires it in.
+pub fn add_arch_at(root: &Path, options: &Options) -> Result<()> {
+    let to = names(&options.model_type)?;
+    let from = names(&options.from)?;
     let target = root.join("arch-plugins").join(&to.dir);
     if target.exists() {
         return Err(Error::new(format!("{} already exists", target.display())));
     }
+    let config = match &options.from_config {
+        Some(path) => Some(read_config(path, &to.model_type)?),
+        None => None,
+    };
+
+    match &config {
+        Some(config) => write_skeleton(&target, &to, config)?,
+        None => copy_template(root, &target, &from, &to)?,
+    }
+    let case = format!("{}-tiny", to.dir);
+    let module = format!("{}_cases", to.ident.trim_start_matches("forge_"));
+    let function = format!("case_{}_tiny", to.ident.trim_start_matches("forge_"));
+    write(
+        &target.join("tests/parity.rs"),
+        &scaffold::parity_test(&to.model_type, &to.ident, &case),
+    )?;
+    say!("add-arch", "created {}", target.display());
+
+    let cases_file = root.join("golden").join(format!("{module}.py"));
+    if cases_file.exists() {
+        say!("add-arch", "kept the existing {}", cases_file.display());
+    } else {
+        let tiny = scaffold::tiny_config(config.as_ref());
+        write(
+            &cases_file,
+            &scaffold::cases_module(&to.model_type, &case, &function, &tiny),
+        )?;
+        say!("add-arch", "created {}", cases_file.display());
+    }
+    link(root, &from, &to, &case, &module, &function)?;
+    print_next_steps(&to, &case, config.is_some());
+    Ok(())
+}
+
+fn copy_template(root: &Path, target: &Path, from: &Names, to: &Names) -> Result<()> {
+    let template = root.join("arch-plugins").join(&from.dir);
     if !template.is_dir() {
         return Err(Error::new(format!(
             "no template plugin at {}",
             template.display()
         )));
     }
-
-    let lib = rewrite_lib(&read(&template.join("src/lib.rs"))?, &from, &to)?;
+    let lib = rewrite_lib(&read(&template.join("src/lib.rs"))?, from, to)?;
     let manifest = read(&template.join("Cargo.toml"))?
         .replace(
             &format!("name = \"{}\"", from.krate),
@@ -158,13 +284,52 @@ pub fn add_arch(args: &[String]) -> Result<u8> {
             &format!("the {} architecture", from.model_type),
             &format!("the {} architecture", to.model_type),
         );
-    write(&target.join("Cargo.toml"), &manifest)?;
-    write(&target.join("src/lib.rs"), &lib)?;
-    say!("add-arch", "created {}", target.display());
+    write(
+        &target.join("Cargo.toml"),
+        &scaffold::with_parity_dev_dependency(&manifest),
+    )?;
+    write(&target.join("src/lib.rs"), &lib)
+}
 
-    let edits = [
+fn write_skeleton(target: &Path, to: &Names, config: &Map<String, Value>) -> Result<()> {
+    let struct_name = format!("{}Args", scaffold::camel(&to.model_type));
+    let fields = scaffold::fields(config);
+    write(
+        &target.join("Cargo.toml"),
+        &scaffold::skeleton_manifest(&to.krate, &to.model_type),
+    )?;
+    write(
+        &target.join("src/args.rs"),
+        &scaffold::args_module(&to.model_type, &struct_name, &fields),
+    )?;
+    write(
+        &target.join("src/lib.rs"),
+        &scaffold::skeleton_lib(&to.model_type, &to.dir, &struct_name),
+    )?;
+    let guesses = fields.iter().filter(|f| f.guess.is_some()).count();
+    say!(
+        "add-arch",
+        "{struct_name}: {} fields from the config, {guesses} marked GUESS",
+        fields.len()
+    );
+    Ok(())
+}
+
+/// Wires the new crate into the workspace, the CLI, the parity tests and
+/// the golden generator. Each edit inserts one line next to a stable anchor
+/// (the llama plugin's line, a marker comment, the CASES table), so plugins
+/// that others add around them do not get in the way.
+fn link(
+    root: &Path,
+    from: &Names,
+    to: &Names,
+    case: &str,
+    module: &str,
+    function: &str,
+) -> Result<()> {
+    let after = [
         (
-            root.join("Cargo.toml"),
+            "Cargo.toml",
             format!(
                 "{} = {{ path = \"arch-plugins/{}\" }}",
                 from.krate, from.dir
@@ -172,42 +337,69 @@ pub fn add_arch(args: &[String]) -> Result<u8> {
             format!("{} = {{ path = \"arch-plugins/{}\" }}", to.krate, to.dir),
         ),
         (
-            root.join("cli/Cargo.toml"),
+            "cli/Cargo.toml",
             "add-arch` adds new ones below this line".to_string(),
             format!("{}.workspace = true", to.krate),
         ),
         (
-            root.join("cli/src/plugins.rs"),
+            "cli/src/plugins.rs",
             format!("extern crate {};", from.ident),
             format!("extern crate {};", to.ident),
         ),
         (
-            root.join("parity/Cargo.toml"),
+            "parity/Cargo.toml",
             format!("{}.workspace = true", from.krate),
             format!("{}.workspace = true", to.krate),
         ),
         (
-            root.join("parity/tests/common/mod.rs"),
+            "parity/tests/common/mod.rs",
             format!("extern crate {};", from.ident),
             format!("extern crate {};", to.ident),
         ),
+        (
+            "golden/generate.py",
+            "CASES: dict[".to_string(),
+            format!("    \"{case}\": {module}.{function},"),
+        ),
     ];
-    for (file, anchor, line) in edits {
-        let text = insert_after(&read(&file)?, &anchor, &line)?;
-        write(&file, &text)?;
-        say!("add-arch", "linked in {}", file.display());
+    for (file, anchor, line) in after {
+        let path = root.join(file);
+        let text = insert_after(&read(&path)?, &anchor, &line)?;
+        write(&path, &text)?;
+        say!("add-arch", "linked in {file}");
     }
+    let generator = root.join("golden/generate.py");
+    let import = format!("import {module}  # noqa: E402  (cargo xtask add-arch)");
+    let text = insert_before(&read(&generator)?, "CASES: dict[", &import)?;
+    write(&generator, &text)
+}
+
+fn print_next_steps(to: &Names, case: &str, skeleton: bool) {
+    let model = if skeleton {
+        format!(
+            "Check the GUESS fields of arch-plugins/{d}/src/args.rs, then write the layers\n\
+             \x20  and the Model impl in arch-plugins/{d}/src/lib.rs (arch-plugins/llama is a full example).",
+            d = to.dir
+        )
+    } else {
+        format!(
+            "Change the copied code in arch-plugins/{}/src/lib.rs into the new architecture.",
+            to.dir
+        )
+    };
+    let module = to.ident.trim_start_matches("forge_");
     println!(
         "Next steps for `{m}`:\n\
-         1. Write the architecture in arch-plugins/{d}/src/lib.rs (args struct, layers, forward).\n\
-         2. Add its golden cases to golden/generate.py (a function per case, listed in CASES),\n\
-         \x20  then `cargo xtask golden --case <case>`.\n\
-         3. `cargo xtask parity --model {m}` until every check passes.\n\
-         4. `cargo xtask test` before you commit.",
+         1. {model}\n\
+         2. Make golden/{module}_cases.py exercise what {m} adds (its case `{case}` is listed in\n\
+         \x20  golden/generate.py's CASES), then `cargo xtask golden --case {case}`.\n\
+         3. `cargo xtask parity --model {m}` until every check passes\n\
+         \x20  (arch-plugins/{d}/tests/parity.rs runs the same cases under `cargo test`).\n\
+         4. `cargo xtask parity --gate` and `cargo xtask test` before you commit: the gate fails\n\
+         \x20  while {m} is registered without a passing golden case.",
         m = to.model_type,
         d = to.dir
     );
-    Ok(0)
 }
 
 #[cfg(test)]
@@ -261,5 +453,187 @@ mod tests {
             insert_after(&once, "forge-llama.workspace", "forge-x.workspace = true").unwrap();
         assert_eq!(twice, once);
         assert!(insert_after(text, "missing", "x").is_err());
+    }
+
+    #[test]
+    fn insert_before_is_idempotent() {
+        let text = "import a\nCASES: dict[str] = {\n}\n";
+        let once = insert_before(text, "CASES: dict[", "import b").unwrap();
+        assert_eq!(once, "import a\nimport b\nCASES: dict[str] = {\n}\n");
+        assert_eq!(
+            insert_before(&once, "CASES: dict[", "import b").unwrap(),
+            once
+        );
+        assert!(insert_before(text, "nothing", "x").is_err());
+    }
+}
+
+/// `cargo xtask add-arch` run into a temporary copy of the workspace, and
+/// the result built there. The copy shares this workspace's target folder
+/// and build settings, so only the new crates and the copied workspace
+/// crates compile (`cargo check`), not MLX.
+#[cfg(test)]
+mod workspace_copy_tests {
+    use super::*;
+    use std::process::Command;
+
+    /// Copies the workspace's sources (not target/, .git/ or .forge/).
+    fn copy_workspace(from: &Path, to: &Path) {
+        for entry in fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name();
+            if ["target", ".git", ".forge"].iter().any(|n| name == *n) {
+                continue;
+            }
+            let dest = to.join(&name);
+            if entry.file_type().unwrap().is_dir() {
+                fs::create_dir_all(&dest).unwrap();
+                copy_workspace(&entry.path(), &dest);
+            } else if entry.file_type().unwrap().is_file() {
+                fs::copy(entry.path(), &dest).unwrap();
+            }
+        }
+    }
+
+    fn target_dir() -> PathBuf {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target"))
+    }
+
+    /// The newest modification time of `lib<krate>-*.rmeta` in the target.
+    fn checked_at(krate: &str) -> Option<std::time::SystemTime> {
+        let deps = target_dir().join("debug/deps");
+        fs::read_dir(deps)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with(&format!("lib{krate}-")) && name.ends_with(".rmeta")
+            })
+            .filter_map(|e| e.metadata().ok()?.modified().ok())
+            .max()
+    }
+
+    /// `cargo check` in the copy with the original's build settings, so the
+    /// shared target folder's MLX build stays fresh.
+    fn check(copy: &Path, packages: &[&str]) -> (bool, String) {
+        let root = repo_root();
+        let target = target_dir();
+        let support = root.join("build-support");
+        let mut cmd = crate::util::cargo();
+        cmd.current_dir(copy)
+            .args(["check", "--offline", "--quiet", "--all-targets"])
+            .env("CARGO_TARGET_DIR", target)
+            .env("RUSTC_WRAPPER", support.join("rustc-wrapper.sh"))
+            .env("CPATH", support.join("include"));
+        for triple in ["x86_64_unknown_linux_gnu", "aarch64_unknown_linux_gnu"] {
+            cmd.env(
+                format!("CMAKE_TOOLCHAIN_FILE_{triple}"),
+                support.join("mlx-toolchain.cmake"),
+            );
+        }
+        for p in packages {
+            cmd.args(["-p", p]);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn python_parses(file: &Path) -> bool {
+        let code = "import ast, sys; ast.parse(open(sys.argv[1]).read())";
+        Command::new("python3")
+            .args(["-c", code])
+            .arg(file)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    #[test]
+    fn add_arch_builds_in_a_copy_of_the_workspace() {
+        // A fixed place inside the target folder, so that reruns reuse (and
+        // replace) the same build artifacts instead of piling up new ones.
+        let copy = target_dir().join("add-arch-test/forge");
+        if copy.exists() {
+            fs::remove_dir_all(&copy).unwrap();
+        }
+        fs::create_dir_all(&copy).unwrap();
+        copy_workspace(&repo_root(), &copy);
+        let dir = tempfile::tempdir().unwrap();
+
+        let config = dir.path().join("config.json");
+        fs::write(
+            &config,
+            r#"{"architectures": ["Qwen9ForCausalLM"], "model_type": "qwen9",
+                "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+                "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936,
+                "rms_norm_eps": 1e-06, "rope_theta": 1000000, "rope_scaling": null,
+                "sliding_window": null, "use_sliding_window": false, "hidden_act": "silu",
+                "tie_word_embeddings": true, "max_window_layers": 21, "bos_token_id": 151643,
+                "layer_types": ["full_attention", "full_attention"], "type": 1}"#,
+        )
+        .unwrap();
+        let from_config = Options::parse(&[
+            "qwen9".into(),
+            "--from-config".into(),
+            config.display().to_string(),
+        ])
+        .unwrap();
+        add_arch_at(&copy, &from_config).unwrap();
+        let copied = Options::parse(&["mini_llama".into()]).unwrap();
+        add_arch_at(&copy, &copied).unwrap();
+
+        // Everything is where the next steps say.
+        let args = fs::read_to_string(copy.join("arch-plugins/qwen9/src/args.rs")).unwrap();
+        assert!(args.contains("pub struct Qwen9Args {"), "{args}");
+        assert!(args.contains("    pub rope_parameters: RopeParameters,"));
+        assert!(args.contains("    // GUESS: null in this config"));
+        let generator = fs::read_to_string(copy.join("golden/generate.py")).unwrap();
+        for line in [
+            "import qwen9_cases  # noqa: E402  (cargo xtask add-arch)",
+            "    \"qwen9-tiny\": qwen9_cases.case_qwen9_tiny,",
+            "    \"mini-llama-tiny\": mini_llama_cases.case_mini_llama_tiny,",
+        ] {
+            assert!(generator.contains(line), "no `{line}` in generate.py");
+        }
+        for file in [
+            "golden/generate.py",
+            "golden/qwen9_cases.py",
+            "golden/mini_llama_cases.py",
+        ] {
+            assert!(
+                python_parses(&copy.join(file)),
+                "{file} is not valid Python"
+            );
+        }
+        let plugins = fs::read_to_string(copy.join("cli/src/plugins.rs")).unwrap();
+        assert!(plugins.contains("extern crate forge_qwen9;"));
+        assert!(plugins.contains("extern crate forge_mini_llama;"));
+        // A second run refuses to overwrite the plugin.
+        assert!(add_arch_at(&copy, &from_config).is_err());
+
+        let started = std::time::SystemTime::now();
+        let (ok, stderr) = check(&copy, &["forge-qwen9", "forge-mini-llama", "forge-cli"]);
+        assert!(ok, "the new plugins do not build:\n{stderr}");
+        // The new crates were compiled just now (not found stale in the target).
+        for krate in ["forge_qwen9", "forge_mini_llama"] {
+            let at = checked_at(krate);
+            assert!(at.is_some_and(|t| t >= started), "{krate} was not built");
+        }
+    }
+
+    #[test]
+    fn a_config_of_another_model_type_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        fs::write(&config, r#"{"model_type": "llama"}"#).unwrap();
+        let err = read_config(&config, "qwen9").unwrap_err().to_string();
+        assert!(err.contains("model_type is `llama`"), "{err}");
+        fs::write(&config, "[1]").unwrap();
+        let err = read_config(&config, "qwen9").unwrap_err().to_string();
+        assert!(err.contains("expected a JSON object"), "{err}");
     }
 }

@@ -1,14 +1,17 @@
 //! `cargo xtask`: Forge's project tasks (setup, test, parity, golden, ...).
 //!
-//! It depends on nothing but std, and on no workspace crate, so that it runs
+//! It depends on no workspace crate (only std and serde_json), so that it runs
 //! before MLX is installed. `cargo xtask help` lists the commands.
 
 mod add_arch;
+mod bench;
 mod golden;
 mod parity;
+mod scaffold;
 mod setup;
 mod test;
 mod util;
+mod vs_mlx_lm;
 
 use std::process::ExitCode;
 
@@ -29,15 +32,31 @@ Commands:
                               at the first failure and prints each step's time.
   parity [ARGS...]            setup, then `forge parity ARGS...` (e.g. --model DIR,
                               --json FILE); every golden case when no ARGS. Exits with the
-                              harness's exit code.
+                              harness's exit code. `parity --gate` (run by CI) also fails
+                              when a registered architecture has no golden case or a case
+                              names an architecture that is not registered.
   golden [--case NAME ...]    Rebuild golden fixtures with golden/generate.py in the venv
                               .forge/golden-venv (made from golden/requirements.txt, and
                               reinstalled when that file changes).
-  add-arch <model_type> [--from <plugin>]
-                              Start a new architecture plugin as a copy of a working one
-                              (llama by default): arch-plugins/<name>, registered under
-                              <model_type>, linked into the CLI and the parity tests.
-  bench                       Run the throughput benches (not implemented yet).
+  add-arch <model_type> [--from <plugin>] [--from-config path/to/config.json]
+                              Start a new architecture plugin: arch-plugins/<name>,
+                              registered under <model_type>, linked into the workspace, the
+                              CLI and the parity tests, with a golden case in
+                              golden/<name>_cases.py (listed in generate.py) and a parity
+                              test. With --from-config: a skeleton with a typed args struct
+                              generated from the config (guesses marked GUESS); without: a
+                              copy of a working plugin (llama by default).
+  bench [--quick] [--shapes A,B] [--save-baseline NAME] [--compare NAME] [--dev]
+                              Run the criterion benches of forge-benches (model prefill,
+                              decode, peak memory; single ops), write
+                              target/forge-bench/results.json, and compare with the
+                              committed baseline benches/baselines/<machine kind>/NAME.json
+                              (`default` when present): exits 1 on a slowdown beyond the
+                              noise threshold (3x the measured noise, at least 5%).
+  bench --vs mlx-lm [--shapes A,B] [--pairings f32,bf16,defaults]
+                              Run the same workloads with mlx-lm 0.32.2 (own venv in
+                              .forge/mlx-lm-venv, MLX pinned to 0.32.2) and print
+                              Forge/mlx-lm ratios: same dtype and BLAS, and defaults.
   help                        This text.
 
 Environment:
@@ -61,10 +80,7 @@ fn main() -> ExitCode {
         "parity" => parity::parity(rest),
         "golden" => golden::golden(rest),
         "add-arch" => add_arch::add_arch(rest),
-        "bench" => {
-            eprintln!("error: `cargo xtask {command}` is not implemented yet");
-            return ExitCode::from(2);
-        }
+        "bench" => bench::bench(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -9,13 +9,16 @@
 //! with a window on every layer, so the plugin also serves model_type
 //! `mistral` (golden case mistral-sliding-window).
 
-use forge_core::cache::{KvCache, StandardCache};
+use forge_core::cache::KvCache;
 use forge_core::mlx_rs::fast::ScaledDotProductAttentionMask;
 use forge_core::mlx_rs::{fast, ops, Array, Dtype};
 use forge_core::model::{
-    Fault, ForwardOptions, Model, ModelInput, ModelKind, ModelOutput, PlanItem,
+    cache_offset, run_layers, standard_caches, Fault, ForwardOptions, Model, ModelInput, ModelKind,
+    ModelOutput, PlanItem,
 };
-use forge_core::nn::{attention_mask, Embedding, Linear, RmsNorm};
+use forge_core::nn::{
+    attention_mask, merge_heads, rotate_and_cache, split_heads, Embedding, Linear, RmsNorm,
+};
 use forge_core::registry::{keep_weights, Architecture};
 use forge_core::rope::{Rope, RopeParameters};
 use forge_core::{Error, ModelConfig, Result, Weights};
@@ -358,36 +361,15 @@ impl Attention {
     fn forward(
         &self,
         x: &Array,
-        mask: Option<&Array>,
+        mask: Option<ScaledDotProductAttentionMask<'_>>,
         cache: Option<&mut Box<dyn KvCache>>,
     ) -> Result<Array> {
-        let (b, t) = (x.dim(0), x.dim(1));
-        let heads_first = |a: Array, heads: i32| -> Result<Array> {
-            Ok(a.reshape(&[b, t, heads, self.head_dim])?
-                .transpose_axes(&[0, 2, 1, 3])?)
-        };
-        let q = heads_first(self.q_proj.forward(x)?, self.heads)?;
-        let k = heads_first(self.k_proj.forward(x)?, self.kv_heads)?;
-        let v = heads_first(self.v_proj.forward(x)?, self.kv_heads)?;
-        let offset = cache.as_ref().map_or(0, |c| c.offset()) as i32;
-        let q = self.rope.apply(&q, offset)?;
-        let k = self.rope.apply(&k, offset)?;
-        let (k, v) = match cache {
-            Some(cache) => cache.update_and_fetch(&k, &v)?,
-            None => (k, v),
-        };
-        let out = fast::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            self.scale,
-            mask.map(ScaledDotProductAttentionMask::Array),
-            None,
-        )?;
-        let out =
-            out.transpose_axes(&[0, 2, 1, 3])?
-                .reshape(&[b, t, self.heads * self.head_dim])?;
-        self.o_proj.forward(&out)
+        let q = split_heads(&self.q_proj.forward(x)?, self.heads, self.head_dim)?;
+        let k = split_heads(&self.k_proj.forward(x)?, self.kv_heads, self.head_dim)?;
+        let v = split_heads(&self.v_proj.forward(x)?, self.kv_heads, self.head_dim)?;
+        let (q, k, v) = rotate_and_cache(&q, &k, v, &self.rope, cache)?;
+        let out = fast::scaled_dot_product_attention(&q, &k, &v, self.scale, mask, None)?;
+        self.o_proj.forward(&merge_heads(&out)?)
     }
 }
 
@@ -403,19 +385,34 @@ impl Mlp {
 /// The attention masks of one forward pass: one for full-attention layers
 /// and one per distinct window.
 struct Masks {
-    full: Option<Array>,
+    full: FullMask,
     windowed: Vec<(usize, Array)>,
 }
 
+/// The mask of full-attention layers.
+enum FullMask {
+    /// One new token and no padding: it sees everything cached.
+    None,
+    /// No padding: MLX's own causal mode (queries are the last positions),
+    /// with no mask array to build or add.
+    Causal,
+    /// Padding to leave out.
+    Array(Array),
+}
+
 impl Masks {
-    fn for_window(&self, window: Option<usize>) -> Option<&Array> {
+    fn for_window(&self, window: Option<usize>) -> Option<ScaledDotProductAttentionMask<'_>> {
         match window {
-            None => self.full.as_ref(),
+            None => match &self.full {
+                FullMask::None => None,
+                FullMask::Causal => Some(ScaledDotProductAttentionMask::Causal),
+                FullMask::Array(m) => Some(ScaledDotProductAttentionMask::Array(m)),
+            },
             Some(w) => self
                 .windowed
                 .iter()
                 .find(|(size, _)| *size == w)
-                .map(|(_, m)| m),
+                .map(|(_, m)| ScaledDotProductAttentionMask::Array(m)),
         }
     }
 }
@@ -428,11 +425,12 @@ impl Llama {
         padding: Option<&Array>,
         dtype: Dtype,
     ) -> Result<Masks> {
-        // A single new token with no padding attends to everything: no mask needed.
-        let full = if t > 1 || padding.is_some() {
-            Some(attention_mask(t, offset, None, padding, dtype)?)
-        } else {
-            None
+        let full = match (padding, t) {
+            (Some(padding), _) => {
+                FullMask::Array(attention_mask(t, offset, None, Some(padding), dtype)?)
+            }
+            (None, 1) => FullMask::None,
+            (None, _) => FullMask::Causal,
         };
         let mut windowed: Vec<(usize, Array)> = Vec::new();
         for layer in &self.layers {
@@ -461,38 +459,20 @@ impl Model for Llama {
     fn forward(
         &self,
         input: &ModelInput,
-        mut cache: Option<&mut [Box<dyn KvCache>]>,
+        cache: Option<&mut [Box<dyn KvCache>]>,
         options: &ForwardOptions,
     ) -> Result<ModelOutput> {
-        let mut h = match input {
-            ModelInput::Tokens(ids) => self.embed_tokens.forward(ids)?,
-            ModelInput::Embeddings(e) => e.clone(),
-            ModelInput::Pixels(_) => {
-                return Err(Error::InvalidInput {
-                    expected: "token ids or embeddings for a Llama model".into(),
-                    found: "pixel values".into(),
-                })
-            }
-        };
-        if let Some(cache) = &cache {
-            if cache.len() != self.layers.len() {
-                return Err(Error::InvalidInput {
-                    expected: format!("a cache with {} layers", self.layers.len()),
-                    found: format!("{} layers", cache.len()),
-                });
-            }
-        }
+        let h = input.embeddings(&self.embed_tokens, "Llama")?;
+        let offset = cache_offset(cache.as_deref(), self.layers.len())?;
         let t = h.dim(1) as usize;
-        let offset = cache.as_ref().map_or(0, |c| c[0].offset());
         let masks = self.masks(t, offset, options.attention_mask.as_ref(), h.dtype())?;
-        let mut hidden_states = Vec::new();
-        for (i, layer) in self.layers.iter().enumerate() {
-            if options.output_hidden_states {
-                hidden_states.push(h.clone());
-            }
-            let layer_cache = cache.as_mut().map(|c| &mut c[i]);
-            h = layer.forward(&h, &masks, layer_cache)?;
-        }
+        let (h, mut hidden_states) = run_layers(
+            h,
+            &self.layers,
+            cache,
+            options.output_hidden_states,
+            |layer, h, cache| layer.forward(h, &masks, cache),
+        )?;
         let h = self.norm.forward(&h)?;
         if options.output_hidden_states {
             hidden_states.push(h.clone());
@@ -505,10 +485,7 @@ impl Model for Llama {
     }
 
     fn new_cache(&self) -> Vec<Box<dyn KvCache>> {
-        self.layers
-            .iter()
-            .map(|_| Box::new(StandardCache::new()) as Box<dyn KvCache>)
-            .collect()
+        standard_caches(self.layers.len())
     }
 
     fn num_layers(&self) -> usize {

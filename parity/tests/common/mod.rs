@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 
 /// Links the plugins so they register.
+extern crate forge_deepseek_v3;
+extern crate forge_gpt_oss;
 extern crate forge_llama;
 
 /// The repository's golden folder.

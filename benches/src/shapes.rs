@@ -1,0 +1,162 @@
+//! The model shapes the benches run: a tiny one per architecture (seconds,
+//! for a quick check) and realistic ones (the sizes people run).
+//!
+//! Weights are random (see [`crate::checkpoint`]), made at bench time with a
+//! fixed seed and stored in bf16 as released checkpoints are. Architectures
+//! join as their plugins land: add a shape whose config names the plugin's
+//! model_type and a `tensors` function listing its checkpoint tensors (the
+//! gpt-oss and deepseek shapes go here, scaled to fit 24 GiB).
+
+use serde_json::{json, Value};
+
+/// One benchmarked model: its config.json and the tensors of its checkpoint.
+#[derive(Debug, Clone)]
+pub struct ModelShape {
+    /// Short name used in bench ids ("llama-135m").
+    pub name: &'static str,
+    /// What the shape stands for.
+    pub about: &'static str,
+    /// True for the realistic sizes (skipped by quick runs).
+    pub realistic: bool,
+    /// The config.json.
+    pub config: Value,
+}
+
+impl ModelShape {
+    /// The checkpoint's tensors: name and shape, in the HF layout the
+    /// plugin loads.
+    pub fn tensors(&self) -> Vec<(String, Vec<i32>)> {
+        llama_tensors(&self.config)
+    }
+
+    /// Vocabulary size, for making prompts.
+    pub fn vocab_size(&self) -> usize {
+        self.config["vocab_size"].as_u64().unwrap_or(0) as usize
+    }
+}
+
+/// Every shape, tiny ones first.
+pub fn all() -> Vec<ModelShape> {
+    vec![
+        ModelShape {
+            name: "llama-tiny",
+            about: "llama, 2 layers of width 64 (a quick check of the harness)",
+            realistic: false,
+            config: llama_config(256, 64, 128, 2, 4, 2, false),
+        },
+        ModelShape {
+            name: "llama-135m",
+            about: "SmolLM2-135M's shape: 30 layers, hidden 576, 9 heads / 3 kv heads, vocab 49152, tied",
+            realistic: true,
+            config: llama_config(49152, 576, 1536, 30, 9, 3, false),
+        },
+        ModelShape {
+            name: "llama-1b",
+            about: "Llama-3.2-1B's shape: 16 layers, hidden 2048, 32 heads / 8 kv heads, vocab 128256, llama3 rope, tied",
+            realistic: true,
+            config: llama_config(128256, 2048, 8192, 16, 32, 8, true),
+        },
+    ]
+}
+
+/// The shape called `name`.
+pub fn by_name(name: &str) -> Option<ModelShape> {
+    all().into_iter().find(|s| s.name == name)
+}
+
+fn llama_config(
+    vocab: usize,
+    hidden: usize,
+    intermediate: usize,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    llama3_rope: bool,
+) -> Value {
+    let mut config = json!({
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "head_dim": hidden / heads,
+        "rms_norm_eps": 1e-5,
+        "max_position_embeddings": 8192,
+        "tie_word_embeddings": true,
+        "hidden_act": "silu",
+        "attention_bias": false,
+        "mlp_bias": false,
+        "rope_theta": 100000.0,
+        "torch_dtype": "bfloat16",
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    });
+    if llama3_rope {
+        config["rope_theta"] = json!(500000.0);
+        config["max_position_embeddings"] = json!(131072);
+        config["rope_scaling"] = json!({
+            "rope_type": "llama3",
+            "factor": 32.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        });
+    }
+    config
+}
+
+fn llama_tensors(config: &Value) -> Vec<(String, Vec<i32>)> {
+    let get = |k: &str| config[k].as_i64().unwrap_or(0) as i32;
+    let (vocab, hidden, inter) = (
+        get("vocab_size"),
+        get("hidden_size"),
+        get("intermediate_size"),
+    );
+    let (heads, kv_heads, head_dim) = (
+        get("num_attention_heads"),
+        get("num_key_value_heads"),
+        get("head_dim"),
+    );
+    let mut t = vec![("model.embed_tokens.weight".to_string(), vec![vocab, hidden])];
+    for i in 0..get("num_hidden_layers") {
+        let p = format!("model.layers.{i}");
+        let mut add = |name: &str, shape: Vec<i32>| t.push((format!("{p}.{name}"), shape));
+        add("input_layernorm.weight", vec![hidden]);
+        add("self_attn.q_proj.weight", vec![heads * head_dim, hidden]);
+        add("self_attn.k_proj.weight", vec![kv_heads * head_dim, hidden]);
+        add("self_attn.v_proj.weight", vec![kv_heads * head_dim, hidden]);
+        add("self_attn.o_proj.weight", vec![hidden, heads * head_dim]);
+        add("post_attention_layernorm.weight", vec![hidden]);
+        add("mlp.gate_proj.weight", vec![inter, hidden]);
+        add("mlp.up_proj.weight", vec![inter, hidden]);
+        add("mlp.down_proj.weight", vec![hidden, inter]);
+    }
+    t.push(("model.norm.weight".to_string(), vec![hidden]));
+    if config["tie_word_embeddings"] != json!(true) {
+        t.push(("lm_head.weight".to_string(), vec![vocab, hidden]));
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_counts_match_the_models_they_stand_for() {
+        let count = |name: &str| -> i64 {
+            by_name(name)
+                .unwrap()
+                .tensors()
+                .iter()
+                .map(|(_, s)| s.iter().map(|&d| d as i64).product::<i64>())
+                .sum()
+        };
+        // SmolLM2-135M: 134.5M parameters; Llama-3.2-1B: 1.236B.
+        assert_eq!(count("llama-135m"), 134_515_008);
+        assert_eq!(count("llama-1b"), 1_235_814_400);
+    }
+}
