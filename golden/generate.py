@@ -584,6 +584,11 @@ def case_mistral_sliding_window() -> Case:
     )
 
 
+def generation_helpers() -> dict:
+    """What golden/generation_cases.py borrows from this script."""
+    return {"reference_versions": reference_versions, "build_model": build_model, "tiny_llama": tiny_llama}
+
+
 CASES: dict[str, Callable[[], Case]] = {
     "llama-gqa": case_llama_gqa,
     "llama-bias-headdim-tied": case_llama_bias_headdim_tied,
@@ -592,9 +597,14 @@ CASES: dict[str, Callable[[], Case]] = {
     "llama-yarn": case_llama_yarn,
     "llama-rope-linear": case_llama_rope_linear,
     "mistral-sliding-window": case_mistral_sliding_window,
-    "gen-logits-processors": case_gen_logits_processors,
-    "gen-greedy-processors": case_gen_greedy_processors,
+    "gen-logits-processors": lambda: case_gen_logits_processors(generation_helpers()),
+    "gen-greedy-processors": lambda: case_gen_greedy_processors(generation_helpers()),
 }
+
+# Cases over real checkpoints build themselves (`.build(out_root)`).
+import smollm2_cases  # noqa: E402
+
+CASES.update(smollm2_cases.cases())
 
 from deepseek_v3_cases import DEEPSEEK_V3_CASES  # noqa: E402
 
@@ -627,11 +637,8 @@ def main(argv: list[str] | None = None) -> int:
         case = CASES[name]()
         if case.name != name:
             raise RuntimeError(f"case function for {name} names itself {case.name}")
-        if hasattr(case, "build"):  # generation cases: golden/generation_cases.py
-            helpers = {"reference_versions": reference_versions, "build_model": build_model, "tiny_llama": tiny_llama}
-            print(case.build(out_root, helpers), flush=True)
-        else:
-            print(build_case(case, out_root), flush=True)
+        line = case.build(out_root) if hasattr(case, "build") else build_case(case, out_root)
+        print(line, flush=True)
     return 0
 
 

@@ -187,11 +187,13 @@ class ProcessorsCase:
     name: str
     description: str
     seed: int
+    helpers: dict
     batch: int = 2
     vocab: int = 48
     history: int = 12
 
-    def build(self, out_root: Path, helpers: dict) -> str:
+    def build(self, out_root: Path) -> str:
+        helpers = self.helpers
         case_dir = out_root / self.name
         if case_dir.exists():
             shutil.rmtree(case_dir)
@@ -333,10 +335,12 @@ class GreedyCase:
     name: str
     description: str
     seed: int
+    helpers: dict
     prompt_length: int = 8
     max_new_tokens: int = 16
 
-    def build(self, out_root: Path, helpers: dict) -> str:
+    def build(self, out_root: Path) -> str:
+        helpers = self.helpers
         case_dir = out_root / self.name
         model_dir = case_dir / "model"
         if case_dir.exists():
@@ -385,7 +389,7 @@ class GreedyCase:
         return f"{self.name}: prompt {prompt.tolist()} weights={kib:.0f}KiB plain {plain}\n" + "\n".join(lines)
 
 
-def case_gen_logits_processors() -> ProcessorsCase:
+def case_gen_logits_processors(helpers: dict) -> ProcessorsCase:
     return ProcessorsCase(
         name="gen-logits-processors",
         description=(
@@ -394,10 +398,11 @@ def case_gen_logits_processors() -> ProcessorsCase:
             "and by-hand references for presence/frequency penalty and forced_decoder_ids"
         ),
         seed=2001,
+        helpers=helpers,
     )
 
 
-def case_gen_greedy_processors() -> GreedyCase:
+def case_gen_greedy_processors(helpers: dict) -> GreedyCase:
     return GreedyCase(
         name="gen-greedy-processors",
         description=(
@@ -406,4 +411,5 @@ def case_gen_greedy_processors() -> GreedyCase:
             "begin_suppress_tokens, logit bias; tokens and finish reasons"
         ),
         seed=2002,
+        helpers=helpers,
     )

@@ -7,7 +7,7 @@ use forge_core::loader::{
     fastest_weight_dtype, system_memory_bytes, weight_file_bytes, Backend, WeightDtypeChoice,
 };
 use forge_core::mlx_rs::Dtype;
-use forge_core::{hub, load_model_dir, LoadOptions, LoadedModel};
+use forge_core::{hub, load_model, LoadOptions, LoadedModel};
 
 /// Loads `model` (not strict, so unknown keys are shown rather than fatal)
 /// and prints its plan.
@@ -30,7 +30,12 @@ pub fn load_with_dtype(
     flag: &str,
 ) -> anyhow::Result<(LoadedModel, WeightDtypeChoice)> {
     let options = LoadOptions::default();
-    let dir = hub::resolve(model, &options.hub)?;
+    let path = std::path::Path::new(model);
+    let dir = if path.is_file() {
+        path.to_path_buf()
+    } else {
+        hub::resolve(model, &options.hub)?
+    };
     let forced = |dtype: Option<Dtype>| WeightDtypeChoice {
         dtype,
         reason: format!("--dtype {flag}"),
@@ -38,7 +43,11 @@ pub fn load_with_dtype(
     let choice = match flag {
         "plan" => fastest_weight_dtype(
             Backend::current(),
-            weight_file_bytes(&dir),
+            if dir.is_file() {
+                std::fs::metadata(&dir).map(|m| m.len()).unwrap_or(0)
+            } else {
+                weight_file_bytes(&dir)
+            },
             system_memory_bytes(),
         ),
         "stored" => forced(None),
@@ -47,11 +56,14 @@ pub fn load_with_dtype(
         "f16" => forced(Some(Dtype::Float16)),
         other => bail!("--dtype {other}: expected plan, stored, f32, bf16 or f16"),
     };
+    // Float32 asked for: quantized weights (a GGUF's Q4_1, say) are
+    // dequantized too, since MLX's CPU backend multiplies f32 far faster.
     let options = LoadOptions {
         dtype: choice.dtype,
+        dequantize: choice.dtype == Some(Dtype::Float32),
         ..options
     };
-    Ok((load_model_dir(&dir, &options)?, choice))
+    Ok((load_model(&dir.to_string_lossy(), &options)?, choice))
 }
 
 /// The plan as text.

@@ -1,8 +1,10 @@
 //! `forge`: parity checks, model inspection and generation from the command line.
 
-mod generate;
+mod chat;
+mod harmony;
 mod inspect;
 mod plugins;
+mod textgen;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,18 +58,51 @@ enum Command {
     },
     /// List the registered architectures.
     Archs,
-    /// Generate text from a prompt (chat template applied when the tokenizer has one).
+    /// Generate text from a prompt, streamed as it is produced.
     Generate {
+        /// A model folder, .gguf file or hub id (default: SmolLM2-135M-Instruct, fetched by setup).
+        #[arg(long)]
+        model: Option<String>,
         /// The prompt.
-        #[arg(long, short = 'p')]
+        #[arg(long)]
         prompt: String,
+        /// Most tokens to generate.
+        #[arg(long, default_value_t = 100)]
+        max_tokens: usize,
         #[command(flatten)]
-        args: generate::GenerateArgs,
+        sampling: textgen::SamplingArgs,
+        /// Wrap the prompt in the chat template as a user message.
+        #[arg(long)]
+        chat_template: bool,
+        /// System message (with --chat-template).
+        #[arg(long)]
+        system: Option<String>,
+        /// Extra chat template variables as a JSON object, e.g. '{"enable_thinking": false}'.
+        #[arg(long)]
+        chat_template_args: Option<String>,
+        /// Print prompt and generation speed.
+        #[arg(long)]
+        verbose: bool,
+        /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
+        #[arg(long, default_value = "plan")]
+        dtype: String,
     },
-    /// Chat with a model on the terminal (an empty line ends the chat).
+    /// Chat with a model in the terminal (its chat template applied).
     Chat {
+        /// A model folder, .gguf file or hub id (default: SmolLM2-135M-Instruct).
+        #[arg(long)]
+        model: Option<String>,
+        /// System message.
+        #[arg(long)]
+        system: Option<String>,
+        /// Most tokens per reply.
+        #[arg(long, default_value_t = 256)]
+        max_tokens: usize,
         #[command(flatten)]
-        args: generate::GenerateArgs,
+        sampling: textgen::SamplingArgs,
+        /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
+        #[arg(long, default_value = "plan")]
+        dtype: String,
     },
 }
 
@@ -96,8 +131,37 @@ fn main() -> ExitCode {
             }
             Ok(true)
         }
-        Command::Generate { prompt, args } => generate::generate(&args, &prompt).map(|()| true),
-        Command::Chat { args } => generate::chat(&args).map(|()| true),
+        Command::Generate {
+            model,
+            prompt,
+            max_tokens,
+            sampling,
+            chat_template,
+            system,
+            chat_template_args,
+            verbose,
+            dtype,
+        } => {
+            let prompt = Prompt {
+                text: &prompt,
+                chat: chat_template.then_some(system.as_deref()),
+                template_args: chat_template_args,
+            };
+            let settings = sampling.config(max_tokens);
+            settings
+                .and_then(|config| generate(model.as_deref(), &dtype, prompt, &config, verbose))
+                .map(|()| true)
+        }
+        Command::Chat {
+            model,
+            system,
+            max_tokens,
+            sampling,
+            dtype,
+        } => sampling
+            .config(max_tokens)
+            .and_then(|config| chat::run(model.as_deref(), &dtype, system.as_deref(), &config))
+            .map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -151,4 +215,82 @@ fn parity(
         );
     }
     Ok(pass)
+}
+
+/// The prompt of `forge generate`.
+struct Prompt<'a> {
+    text: &'a str,
+    /// `Some(system)` when the chat template applies.
+    chat: Option<Option<&'a str>>,
+    /// `--chat-template-args`: extra chat template variables as JSON.
+    template_args: Option<String>,
+}
+
+/// `forge generate`.
+fn generate(
+    model: Option<&str>,
+    dtype: &str,
+    prompt: Prompt,
+    config: &forge_core::GenerationConfig,
+    verbose: bool,
+) -> anyhow::Result<()> {
+    let Prompt {
+        text: prompt,
+        chat,
+        template_args,
+    } = prompt;
+    let template_args = textgen::template_args(template_args.as_deref())?;
+    let model = textgen::model_or_default(model)?;
+    let text_model = textgen::load(&model, dtype)?;
+    // gpt-oss speaks Harmony: its prompt is always a rendered conversation,
+    // and its output is read back into channels once generation ends.
+    let harmony = harmony::speaks_harmony(text_model.loaded.architecture.model_type);
+    let ids = match chat {
+        _ if harmony => {
+            let system = chat.flatten();
+            text_model
+                .tokenizer
+                .encode(&harmony::prompt(prompt, system)?, false)?
+        }
+        None => text_model.tokenizer.encode(prompt, true)?,
+        Some(system) => {
+            let template = text_model
+                .tokenizer
+                .chat_template
+                .as_ref()
+                .context("--chat-template: this model has no chat template")?;
+            let mut messages = Vec::new();
+            if let Some(system) = system {
+                messages.push(forge_core::chat_template::Message::new("system", system));
+            }
+            messages.push(forge_core::chat_template::Message::new("user", prompt));
+            let text = template.render(&messages, true, &template_args)?;
+            text_model.tokenizer.encode(&text, false)?
+        }
+    };
+    let stream = |text: &str| {
+        if !harmony {
+            textgen::print_flush(text)
+        }
+    };
+    let out = textgen::generate(&text_model, &ids, config, stream)?;
+    if harmony {
+        let decoded = text_model.tokenizer.decode(&out.tokens, false)?;
+        harmony::print_output(&decoded, verbose);
+    } else {
+        println!();
+    }
+    if verbose {
+        eprintln!(
+            "[forge] prompt: {} tokens, {:.1} tokens/s; generation: {} tokens, {:.1} tokens/s; \
+             peak memory: {:.3} GB; finish: {}",
+            ids.len(),
+            out.prompt_tps,
+            out.tokens.len(),
+            out.generation_tps,
+            out.peak_memory,
+            out.finish_reason
+        );
+    }
+    Ok(())
 }

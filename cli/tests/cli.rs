@@ -194,81 +194,81 @@ fn unknown_model_type_is_a_clear_error() {
     );
 }
 
-#[test]
-fn generate_streams_text_and_prints_stats() {
-    let model = golden().join("gen-greedy-processors/model");
-    let model = model.to_str().unwrap();
-    let greedy_args = [
-        "generate",
-        "--model",
-        model,
-        "--prompt",
-        "hi",
-        "--max-tokens",
-        "6",
-        "--verbose",
-    ];
-    let (ok, stdout, stderr) = forge(&greedy_args);
-    assert!(ok, "{stderr}");
-    for line in [
-        "Prompt: ",
-        "Generation: 6 tokens",
-        "Peak memory: ",
-        "Finish reason: length",
-    ] {
-        assert!(stdout.contains(line), "no `{line}` in\n{stdout}");
-    }
-    // Greedy decoding is deterministic; the same flags print the same text.
-    let (_, again, _) = forge(&greedy_args);
-    let text = |s: &str| s.split("==========").nth(1).unwrap_or_default().to_string();
-    assert_eq!(text(&stdout), text(&again));
-    // Sampling flags are accepted and validated.
-    let (ok, _, stderr) = forge(&[
-        "generate", "--model", model, "--prompt", "hi", "--top-p", "1.5",
-    ]);
-    assert!(!ok && stderr.contains("top_p"), "{stderr}");
-    let (ok, _, stderr) = forge(&[
-        "generate",
-        "--model",
-        model,
-        "--prompt",
-        "hi",
-        "--chat-template-args",
-        "[1]",
-    ]);
-    assert!(!ok && stderr.contains("expected a JSON object"), "{stderr}");
-}
-
-#[test]
-fn chat_answers_each_line_until_an_empty_one() {
+/// Runs `forge` with `input` on stdin.
+fn forge_with_input(args: &[&str], input: &str) -> (bool, String, String) {
     use std::io::Write;
-    let model = golden().join("gen-greedy-processors/model");
     let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
-        .args([
-            "chat",
-            "--model",
-            model.to_str().unwrap(),
-            "--max-tokens",
-            "4",
-            "--temp",
-            "0.8",
-            "--seed",
-            "3",
-        ])
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     child
         .stdin
         .take()
         .unwrap()
-        .write_all(b"hello\nagain\n\n")
+        .write_all(input.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.matches(">> ").count(), 3, "{stdout}");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn generate_without_model_runs_the_default_smollm2_and_names_paris() {
+    let (ok, stdout, stderr) = forge(&[
+        "generate",
+        "--prompt",
+        "The capital of France is",
+        "--max-tokens",
+        "8",
+        "--temp",
+        "0",
+        "--verbose",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("Paris"), "{stdout}");
+    assert!(
+        stderr.contains("loaded") && stderr.contains("SmolLM2"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("generation: 8 tokens"), "{stderr}");
+    // Greedy: the same 8 tokens as HF's greedy_tokens in golden/smollm2-135m-q4_1-plain.
+    insta::assert_snapshot!("generate_default_paris", stdout);
+}
+
+#[test]
+fn chat_keeps_a_multi_turn_conversation() {
+    let (ok, stdout, stderr) = forge_with_input(
+        &["chat", "--max-tokens", "24", "--system", "Be brief."],
+        "What is the capital of France?\n/reset\nName a color.\nAnd another one?\n",
+    );
+    assert!(ok, "{stderr}");
+    let replies: Vec<&str> = stdout
+        .split(">> ")
+        .skip(1)
+        .filter(|r| !r.trim().is_empty())
+        .collect();
+    assert_eq!(replies.len(), 3, "three replies in\n{stdout}");
+    assert!(replies[0].contains("Paris"), "{stdout}");
+    insta::assert_snapshot!("chat_default_three_turns", stdout);
+}
+
+#[test]
+fn generate_with_a_missing_model_says_what_is_missing() {
+    let (ok, _, stderr) = forge(&[
+        "generate",
+        "--model",
+        "/no/such/model.gguf",
+        "--prompt",
+        "x",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("/no/such/model.gguf"), "{stderr}");
 }
 
 /// Copies a whole case folder into `golden`, optionally renaming the
@@ -343,4 +343,88 @@ fn the_gate_fails_when_an_architecture_has_no_golden_case() {
     // Without --gate the same folder passes: only the gate checks coverage.
     let (ok, _, stderr) = forge(&["parity", "--golden-dir", golden_dir]);
     assert!(ok, "{stderr}");
+}
+
+/// The tiny model of the generation cases, with its byte-level tokenizer.
+fn tiny_model() -> String {
+    golden()
+        .join("gen-greedy-processors/model")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn generate_stops_at_a_stop_string_and_never_prints_it() {
+    let model = tiny_model();
+    let args = [
+        "generate",
+        "--model",
+        &model,
+        "--prompt",
+        "hi",
+        "--max-tokens",
+        "8",
+        "--verbose",
+    ];
+    let (ok, stdout, stderr) = forge(&args);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("generation: 8 tokens") && stderr.contains("finish: length"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("peak memory: "), "{stderr}");
+    let text = stdout.trim_end_matches('\n').to_string();
+    let chars: Vec<char> = text.chars().collect();
+    assert!(chars.len() >= 4, "{text:?}");
+    let stop: String = chars[2..4].iter().collect();
+    let want = &text[..text.find(&stop).unwrap()];
+    let (ok, stopped, stderr) = forge(&[&args[..], &["--stop", &stop]].concat());
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stopped.trim_end_matches('\n'),
+        want,
+        "stop {stop:?} in {text:?}"
+    );
+    assert!(stderr.contains("finish: stop"), "{stderr}");
+}
+
+#[test]
+fn malformed_sampling_flags_are_refused_by_name() {
+    let model = tiny_model();
+    let base = ["generate", "--model", &model, "--prompt", "hi"];
+    for (flags, message) in [
+        (&["--top-p", "1.5"][..], "top_p"),
+        (&["--temp=-1"][..], "temperature"),
+        (&["--stop", ""][..], "stop_strings"),
+        (
+            &["--chat-template", "--chat-template-args", "[1]"][..],
+            "expected a JSON object",
+        ),
+    ] {
+        let (ok, _, stderr) = forge(&[&base[..], flags].concat());
+        assert!(!ok && stderr.contains(message), "{flags:?}: {stderr}");
+    }
+}
+
+#[test]
+fn chat_with_sampling_flags_answers_each_message() {
+    let model = tiny_model();
+    let (ok, stdout, stderr) = forge_with_input(
+        &[
+            "chat",
+            "--model",
+            &model,
+            "--max-tokens",
+            "4",
+            "--temp",
+            "0.8",
+            "--top-k",
+            "5",
+            "--seed",
+            "3",
+        ],
+        "hello\nagain\n/exit\n",
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.matches(">> ").count(), 3, "{stdout}");
 }

@@ -4,13 +4,13 @@
 //! that writes JSON as Python's `json.dumps` does.
 
 use minijinja::{Environment, Error as JinjaError, ErrorKind, Value as JinjaValue};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
 /// One message of a conversation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// "system", "user", "assistant" or "tool".
     pub role: String,

@@ -94,6 +94,15 @@ pub enum Error {
     #[error("{0}")]
     WeightMismatch(WeightMismatch),
 
+    /// A GGUF file is malformed, truncated or uses something Forge cannot load.
+    #[error("{path}: GGUF: {message}")]
+    Gguf {
+        /// The GGUF file.
+        path: PathBuf,
+        /// What was expected and what was found.
+        message: String,
+    },
+
     /// A tokenizer could not be loaded or used.
     #[error("{path}: tokenizer: {message}")]
     Tokenizer {

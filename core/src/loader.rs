@@ -8,9 +8,11 @@ use mlx_rs::Dtype;
 
 use crate::config::{ConfigKeyReport, ModelConfig};
 use crate::error::{Error, Result};
+use crate::gguf;
 use crate::hub::{self, HubOptions};
 use crate::model::Model;
 use crate::registry::{self, Architecture};
+use crate::tokenizer::Tokenizer;
 use crate::weights::{load_safetensors_dir, Weights};
 
 /// How to load a model.
@@ -22,6 +24,9 @@ pub struct LoadOptions {
     pub dtype: Option<Dtype>,
     /// Where hub ids are looked up.
     pub hub: HubOptions,
+    /// Turn quantized weights (e.g. a GGUF's Q4_1) into float32 at load
+    /// instead of multiplying with quantized matmul.
+    pub dequantize: bool,
 }
 
 impl Default for LoadOptions {
@@ -30,6 +35,7 @@ impl Default for LoadOptions {
             strict: false,
             dtype: None,
             hub: HubOptions::from_env(),
+            dequantize: false,
         }
     }
 }
@@ -58,6 +64,19 @@ pub struct LoadedModel {
     pub config_keys: ConfigKeyReport,
     /// Every checkpoint tensor's name, shape and dtype, after sanitize.
     pub tensors: Vec<(String, Vec<i32>, Dtype)>,
+    /// The GGUF file, when the model came from one.
+    pub gguf: Option<PathBuf>,
+}
+
+impl LoadedModel {
+    /// The model's tokenizer: `tokenizer.json` beside the weights, or the
+    /// one a GGUF's metadata describes.
+    pub fn tokenizer(&self) -> Result<Tokenizer> {
+        match &self.gguf {
+            Some(path) => gguf::tokenizer_from_gguf(&gguf::GgufHeader::read(path)?),
+            None => Tokenizer::from_dir(&self.dir),
+        }
+    }
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -69,13 +88,18 @@ impl std::fmt::Debug for LoadedModel {
     }
 }
 
-/// Loads a model from a folder or hub id.
+/// Loads a model from a folder, a `.gguf` file or a hub id.
 pub fn load_model(model: &str, options: &LoadOptions) -> Result<LoadedModel> {
+    let path = Path::new(model);
+    if path.is_file() && is_gguf(path) {
+        return load_gguf(path, options);
+    }
     let dir = hub::resolve(model, &options.hub)?;
     load_model_dir(&dir, options)
 }
 
-/// Loads a model from a local folder holding `config.json` and safetensors.
+/// Loads a model from a local folder holding `config.json` and safetensors,
+/// or a single `.gguf` file and no `config.json`.
 pub fn load_model_dir(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> {
     if !dir.is_dir() {
         return Err(Error::MissingFile {
@@ -83,15 +107,61 @@ pub fn load_model_dir(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> 
             what: "a model folder".into(),
         });
     }
-    let config = ModelConfig::from_file(dir.join("config.json"), options.strict)?;
-    let architecture = registry::for_config(&config)?;
+    let config_path = dir.join("config.json");
+    if !config_path.exists() {
+        if let Some(gguf) = single_gguf(dir)? {
+            return load_gguf(&gguf, options);
+        }
+    }
+    let config = ModelConfig::from_file(config_path, options.strict)?;
+    // An unknown model_type is reported before any weights are read.
+    registry::for_config(&config)?;
     let tensors = load_safetensors_dir(dir)?;
+    assemble(config, tensors, dir, None, options)
+}
+
+/// Loads a model from a GGUF file: its metadata stands in for
+/// `config.json`, its tensors (renamed to HF names) for the safetensors.
+pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<LoadedModel> {
+    let (_, config, tensors) = gguf::read_checkpoint(path, options.dequantize)?;
+    let config = ModelConfig::from_json(config, path.to_path_buf(), options.strict)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    assemble(config, tensors, dir, Some(path), options)
+}
+
+fn is_gguf(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
+/// The only `.gguf` file in `dir`, if there is exactly one.
+fn single_gguf(dir: &Path) -> Result<Option<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.is_file() && is_gguf(&path) {
+            found.push(path);
+        }
+    }
+    Ok(if found.len() == 1 { found.pop() } else { None })
+}
+
+/// The shared tail of loading: plugin, sanitize, strict weight hand-over.
+fn assemble(
+    config: ModelConfig,
+    tensors: crate::weights::TensorMap,
+    dir: &Path,
+    gguf: Option<&Path>,
+    options: &LoadOptions,
+) -> Result<LoadedModel> {
+    let architecture = registry::for_config(&config)?;
     let tensors = (architecture.sanitize)(&config, tensors)?;
     let inventory = tensors
         .iter()
         .map(|(name, a)| (name.clone(), a.shape().to_vec(), a.dtype()))
         .collect();
-    let mut weights = Weights::new(tensors, dir.display().to_string()).with_dtype(options.dtype);
+    let source = gguf.unwrap_or(dir).display().to_string();
+    let mut weights = Weights::new(tensors, source).with_dtype(options.dtype);
     let model = (architecture.build)(&config, &mut weights)?;
     weights.finish()?;
     let config_keys = config.key_report();
@@ -102,6 +172,7 @@ pub fn load_model_dir(dir: &Path, options: &LoadOptions) -> Result<LoadedModel> 
         config,
         config_keys,
         tensors: inventory,
+        gguf: gguf.map(Path::to_path_buf),
     })
 }
 

@@ -6,31 +6,53 @@ use mlx_rs::{fast, ops, Array, Dtype};
 
 use crate::cache::KvCache;
 use crate::error::Result;
+use crate::quant::QuantParams;
 use crate::rope::Rope;
 use crate::weights::Weights;
 
-/// `y = x Wᵀ + b`, with `W` stored `[out, in]` as in HF checkpoints.
+/// `y = x Wᵀ + b`, with `W` stored `[out, in]` as in HF checkpoints, or
+/// quantized (see [`crate::quant`]).
 #[derive(Debug, Clone)]
 pub struct Linear {
-    /// `[out, in]`.
+    /// `[out, in]`, or the packed codes `[out, in * bits / 32]` when quantized.
     pub weight: Array,
     /// `[out]`, when the layer has a bias.
     pub bias: Option<Array>,
+    /// Scales, biases, bits and group size when the weight is quantized.
+    pub quant: Option<QuantParams>,
 }
 
 impl Linear {
-    /// Takes `{prefix}.weight` (and `{prefix}.bias` when `bias`).
+    /// A full-precision layer from `weight` `[out, in]` and an optional bias.
+    pub fn new(weight: Array, bias: Option<Array>) -> Self {
+        Linear {
+            weight,
+            bias,
+            quant: None,
+        }
+    }
+
+    /// Takes `{prefix}.weight` (quantized when `{prefix}.scales` is there)
+    /// and `{prefix}.bias` when `bias`.
     pub fn load(w: &mut Weights, prefix: &str, in_dim: usize, out_dim: usize, bias: bool) -> Self {
-        let weight = w.take(
-            &format!("{prefix}.weight"),
-            &[out_dim as i32, in_dim as i32],
-        );
+        let (weight, quant) = w.take_matrix(prefix, out_dim, in_dim);
         let bias = bias.then(|| w.take(&format!("{prefix}.bias"), &[out_dim as i32]));
-        Linear { weight, bias }
+        Linear {
+            weight,
+            bias,
+            quant,
+        }
     }
 
     /// Applies the layer to `[..., in]`.
     pub fn forward(&self, x: &Array) -> Result<Array> {
+        if let Some(quant) = &self.quant {
+            let y = quant.matmul_transposed(x, &self.weight)?;
+            return Ok(match &self.bias {
+                Some(b) => ops::add(&y, b)?,
+                None => y,
+            });
+        }
         let wt = self.weight.t();
         Ok(match &self.bias {
             Some(b) => ops::addmm(b, x, &wt, None, None)?,
@@ -63,29 +85,44 @@ impl RmsNorm {
     }
 }
 
-/// A token embedding table `[vocab, dim]`.
+/// A token embedding table `[vocab, dim]`, possibly quantized.
 #[derive(Debug, Clone)]
 pub struct Embedding {
-    /// `[vocab, dim]`.
+    /// `[vocab, dim]`, or the packed codes when quantized.
     pub weight: Array,
+    /// Scales, biases, bits and group size when the table is quantized.
+    pub quant: Option<QuantParams>,
 }
 
 impl Embedding {
-    /// Takes `{prefix}.weight`.
+    /// Takes `{prefix}.weight` (quantized when `{prefix}.scales` is there).
     pub fn load(w: &mut Weights, prefix: &str, vocab: usize, dim: usize) -> Self {
-        Embedding {
-            weight: w.take(&format!("{prefix}.weight"), &[vocab as i32, dim as i32]),
-        }
+        let (weight, quant) = w.take_matrix(prefix, vocab, dim);
+        Embedding { weight, quant }
     }
 
     /// Looks up `ids` `[B, T]` → `[B, T, dim]`.
     pub fn forward(&self, ids: &Array) -> Result<Array> {
-        Ok(self.weight.take_axis(ids, 0)?)
+        match &self.quant {
+            Some(quant) => quant.take_rows(&self.weight, ids),
+            None => Ok(self.weight.take_axis(ids, 0)?),
+        }
     }
 
     /// Uses the table as an output head: `[..., dim]` → `[..., vocab]`.
     pub fn as_linear(&self, x: &Array) -> Result<Array> {
-        Ok(ops::matmul(x, self.weight.t())?)
+        match &self.quant {
+            Some(quant) => quant.matmul_transposed(x, &self.weight),
+            None => Ok(ops::matmul(x, self.weight.t())?),
+        }
+    }
+
+    /// The dtype of the looked-up vectors.
+    pub fn dtype(&self) -> Dtype {
+        match &self.quant {
+            Some(quant) => quant.scales.dtype(),
+            None => self.weight.dtype(),
+        }
     }
 }
 
@@ -120,6 +157,16 @@ pub fn attention_mask(
     let min = dtype.finfo_min().unwrap_or(f32::MIN as f64);
     let blocked = Array::from_f64(min).as_dtype(dtype)?;
     Ok(ops::select(&allowed, &zero, &blocked)?)
+}
+
+/// Bytes per element of `dtype`.
+pub fn dtype_bytes(dtype: Dtype) -> usize {
+    match dtype {
+        Dtype::Bool | Dtype::Uint8 | Dtype::Int8 => 1,
+        Dtype::Uint16 | Dtype::Int16 | Dtype::Float16 | Dtype::Bfloat16 => 2,
+        Dtype::Uint32 | Dtype::Int32 | Dtype::Float32 => 4,
+        Dtype::Uint64 | Dtype::Int64 | Dtype::Float64 | Dtype::Complex64 => 8,
+    }
 }
 
 /// `[B, T, heads·head_dim]` → `[B, heads, T, head_dim]`.

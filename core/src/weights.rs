@@ -9,6 +9,7 @@ use mlx_rs::{Array, Dtype};
 use safetensors::tensor::{Dtype as StDtype, SafeTensors};
 
 use crate::error::{Error, Result, WeightMismatch};
+use crate::quant::QuantParams;
 
 /// Tensors by name, in a stable order.
 pub type TensorMap = BTreeMap<String, Array>;
@@ -220,6 +221,50 @@ impl Weights {
     /// Takes a tensor of any shape (for tensors whose shape the plugin checks itself).
     pub fn take_any(&mut self, name: &str) -> Option<Array> {
         self.tensors.remove(name).map(|a| self.cast(a))
+    }
+
+    /// Takes the `[rows, cols]` matrix `{prefix}.weight`, or, when
+    /// `{prefix}.scales` is there, its quantized form: packed codes plus
+    /// `{prefix}.scales` and `{prefix}.biases` (see [`crate::quant`]).
+    pub fn take_matrix(
+        &mut self,
+        prefix: &str,
+        rows: usize,
+        cols: usize,
+    ) -> (Array, Option<QuantParams>) {
+        let name = format!("{prefix}.weight");
+        let shape = [rows as i32, cols as i32];
+        let scales_name = format!("{prefix}.scales");
+        let Some(scales) = self.tensors.remove(&scales_name) else {
+            return (self.take(&name, &shape), None);
+        };
+        let biases_name = format!("{prefix}.biases");
+        let (weight, biases) = match (
+            self.tensors.remove(&name),
+            self.tensors.remove(&biases_name),
+        ) {
+            (Some(weight), Some(biases)) => (weight, biases),
+            (weight, biases) => {
+                if weight.is_none() {
+                    self.problems.missing.push(name);
+                }
+                if biases.is_none() {
+                    self.problems.missing.push(biases_name);
+                }
+                return (placeholder(), None);
+            }
+        };
+        match QuantParams::infer(&weight, self.cast(scales), self.cast(biases), rows, cols) {
+            Ok(quant) => (weight, Some(quant)),
+            Err(message) => {
+                self.problems.mis_shaped.push((
+                    format!("{name} ({message})"),
+                    shape.to_vec(),
+                    weight.shape().to_vec(),
+                ));
+                (placeholder(), None)
+            }
+        }
     }
 
     fn cast(&self, array: Array) -> Array {

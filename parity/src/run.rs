@@ -95,18 +95,19 @@ fn run_checks(
         }
     }
     let model_dir = dir.join("model");
-    if !model_dir.is_dir() {
-        return Err(ParityError::Case {
-            path: model_dir,
-            message: match &manifest.model_source {
-                Some(source) => {
-                    format!("weights come from {source}, which this harness cannot fetch yet")
-                }
-                None => "no model/ folder and no model_source in the manifest".into(),
-            },
-        });
-    }
-    let mut loaded = load_model_dir(&model_dir, &LoadOptions::strict())?;
+    let mut loaded = match &manifest.model_source {
+        _ if model_dir.is_dir() => load_model_dir(&model_dir, &LoadOptions::strict())?,
+        Some(source) => {
+            let path = forge_core::models::find_fetched(source.file_name(), &source.sha256)?;
+            forge_core::load_model(&path.to_string_lossy(), &LoadOptions::strict())?
+        }
+        None => {
+            return Err(ParityError::Case {
+                path: model_dir,
+                message: "no model/ folder and no model_source in the manifest".into(),
+            })
+        }
+    };
     if let Some(fault) = &options.fault {
         loaded.model.plant_fault(fault);
     }

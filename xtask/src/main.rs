@@ -6,6 +6,7 @@
 mod add_arch;
 mod bench;
 mod golden;
+mod models;
 mod parity;
 mod scaffold;
 mod setup;

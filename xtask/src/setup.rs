@@ -1,4 +1,5 @@
-//! `cargo xtask setup`: make this machine ready to build and test Forge.
+//! `cargo xtask setup`: make this machine ready to build and test Forge
+//! (system packages, the MLX runtime, the default model).
 //!
 //! Setup is a list of independent steps ([`STEPS`]), run in order. Each step
 //! first checks whether its work is already done and returns at once when it
@@ -136,6 +137,10 @@ pub const STEPS: &[Step] = &[
     Step {
         name: "MLX runtime",
         run: mlx_runtime,
+    },
+    Step {
+        name: "default model",
+        run: crate::models::default_model,
     },
 ];
 

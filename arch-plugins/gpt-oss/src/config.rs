@@ -8,9 +8,16 @@ use serde::Deserialize;
 ///
 /// `router_aux_loss_coef` and `output_router_logits` only concern training;
 /// HF's gpt-oss never reads `hidden_act` (the experts' activation is the
-/// clamped SwiGLU below, whatever the key says).
-pub const IGNORED_CONFIG_KEYS: &[&str] =
-    &["router_aux_loss_coef", "output_router_logits", "hidden_act"];
+/// clamped SwiGLU below, whatever the key says), nor the released configs'
+/// `experts_per_token` (a copy of `num_experts_per_tok`) and
+/// `initial_context_length` (the rope's `original_max_position_embeddings`).
+pub const IGNORED_CONFIG_KEYS: &[&str] = &[
+    "router_aux_loss_coef",
+    "output_router_logits",
+    "hidden_act",
+    "experts_per_token",
+    "initial_context_length",
+];
 
 /// The config of a gpt-oss checkpoint.
 #[derive(Debug, Clone, Deserialize)]

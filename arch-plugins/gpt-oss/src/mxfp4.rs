@@ -133,7 +133,7 @@ fn call(what: &str, op: impl FnOnce(*mut mlx_array) -> i32) -> Result<Array> {
         unsafe { mlx_sys::mlx_array_free(res) };
         return Err(Error::InvalidInput {
             expected: format!("arguments MLX's {what} accepts"),
-            found: format!("MLX error status {status} (see the MLX message above)"),
+            found: format!("MLX refused them (status {status})"),
         });
     }
     // SAFETY: the op succeeded, so `res` is a valid array we now own.

@@ -501,7 +501,7 @@ impl Model for Llama {
     }
 
     fn kv_bytes_per_token(&self) -> usize {
-        let bytes = self.embed_tokens.weight.item_size();
+        let bytes = forge_core::nn::dtype_bytes(self.embed_tokens.dtype());
         2 * self.layers.len() * self.args.kv_heads() * self.args.head_dim() * bytes
     }
 

@@ -136,6 +136,7 @@ pub fn options(strict: bool, dtype: Option<Dtype>, cache_dir: &Path) -> LoadOpti
             cache_dir: cache_dir.to_path_buf(),
             offline: true,
         },
+        dequantize: false,
     }
 }
 

@@ -1,0 +1,255 @@
+//! Text in, streamed text out: what `forge generate` and `forge chat` share.
+//! Loading with a progress indicator, the default model, the sampling flags,
+//! and forge-core's generation loop (`stream_generate`: processors, sampler,
+//! EOS ids, stop strings, a streaming detokenizer that never prints half a
+//! UTF-8 character).
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use forge_core::generate::stream_generate;
+use forge_core::models::DEFAULT_MODEL;
+use forge_core::tokenizer::Tokenizer;
+use forge_core::{GenerationConfig, LoadedModel};
+use serde_json::{Map, Value};
+
+/// Prompt tokens run through the model per forward pass.
+const PREFILL_STEP: usize = 512;
+
+/// A loaded model with its tokenizer.
+pub struct TextModel {
+    /// The model and what was learned loading it.
+    pub loaded: LoadedModel,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
+    /// Token ids that end a reply.
+    pub eos_ids: Vec<u32>,
+}
+
+/// The model path `--model` names, or the default model when it is absent.
+pub fn model_or_default(model: Option<&str>) -> anyhow::Result<String> {
+    match model {
+        Some(m) => Ok(m.to_string()),
+        None => {
+            let path = DEFAULT_MODEL
+                .locate()
+                .context("no --model given and the default model is not fetched")?;
+            Ok(path.to_string_lossy().into_owned())
+        }
+    }
+}
+
+/// Loads a model (weights in `dtype`, see `forge inspect --dtype`) and its
+/// tokenizer, showing progress on stderr.
+pub fn load(model: &str, dtype: &str) -> anyhow::Result<TextModel> {
+    let started = Instant::now();
+    let spinner = Spinner::start(format!("loading {model}"));
+    let loaded = crate::inspect::load_with_dtype(model, dtype).map(|(loaded, _)| loaded);
+    spinner.stop();
+    let loaded = loaded.with_context(|| format!("loading {model}"))?;
+    let tokenizer = loaded.tokenizer()?;
+    let mut eos_ids: Vec<u32> = tokenizer
+        .eos_token
+        .iter()
+        .filter_map(|t| tokenizer.token_id(t))
+        .collect();
+    if let Some(ids) = loaded.config.json().get("eos_token_id") {
+        let more: Vec<u32> = match ids {
+            serde_json::Value::Array(items) => items
+                .iter()
+                .filter_map(|v| v.as_u64())
+                .map(|v| v as u32)
+                .collect(),
+            v => v.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
+        };
+        for id in more {
+            if !eos_ids.contains(&id) {
+                eos_ids.push(id);
+            }
+        }
+    }
+    eprintln!(
+        "[forge] loaded {} ({}, {} layers) in {:.2}s",
+        model,
+        loaded.architecture.model_type,
+        loaded.model.num_layers(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(TextModel {
+        loaded,
+        tokenizer,
+        eos_ids,
+    })
+}
+
+/// Sampling and stopping flags, named like mlx_lm.generate's.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SamplingArgs {
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.0)]
+    temp: f32,
+    /// Random seed for sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Nucleus sampling: keep the most likely tokens up to this mass, in (0, 1].
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Keep only the k most likely tokens (0: off).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Drop tokens less likely than min-p times the most likely one (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    /// Repetition penalty (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    /// A stop string (repeatable): generation ends there and it is not printed.
+    #[arg(long)]
+    stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    /// The generation settings for at most `max_tokens` new tokens; bad
+    /// values are refused here, naming the setting.
+    pub fn config(&self, max_tokens: usize) -> anyhow::Result<GenerationConfig> {
+        let config = GenerationConfig {
+            max_new_tokens: max_tokens,
+            temperature: self.temp,
+            seed: self.seed,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            stop_strings: self.stop.clone(),
+            prefill_step_size: PREFILL_STEP,
+            ..GenerationConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// `--chat-template-args`: a JSON object of extra template variables.
+pub fn template_args(text: Option<&str>) -> anyhow::Result<Map<String, Value>> {
+    let Some(text) = text else {
+        return Ok(Map::new());
+    };
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => bail!("--chat-template-args: expected a JSON object, found {other}"),
+        Err(e) => bail!("--chat-template-args: not valid JSON ({e}): {text}"),
+    }
+}
+
+/// What a generation produced.
+pub struct Generated {
+    /// The new tokens (an ending EOS token left out).
+    pub tokens: Vec<u32>,
+    /// Their text (a stop string and what follows left out).
+    pub text: String,
+    /// "stop" (an end-of-sequence token or stop string) or "length" (the budget ran out).
+    pub finish_reason: &'static str,
+    /// Prompt tokens per second.
+    pub prompt_tps: f64,
+    /// Generated tokens per second.
+    pub generation_tps: f64,
+    /// Peak memory MLX used, in GB.
+    pub peak_memory: f64,
+}
+
+/// Generates after `prompt` (token ids) with forge-core's generation loop
+/// (`config`; the model's EOS ids are added), calling `on_text` with each
+/// new piece of text as soon as it is settled.
+pub fn generate(
+    model: &TextModel,
+    prompt: &[u32],
+    config: &GenerationConfig,
+    mut on_text: impl FnMut(&str),
+) -> anyhow::Result<Generated> {
+    let mut config = config.clone();
+    for &id in &model.eos_ids {
+        if !config.eos_token_id.contains(&id) {
+            config.eos_token_id.push(id);
+        }
+    }
+    let net = model.loaded.model.as_ref();
+    let mut out = Generated {
+        tokens: Vec::new(),
+        text: String::new(),
+        finish_reason: "length",
+        prompt_tps: 0.0,
+        generation_tps: 0.0,
+        peak_memory: 0.0,
+    };
+    for response in stream_generate(net, &model.tokenizer, prompt, &config)? {
+        let response = response?;
+        if !response.text.is_empty() {
+            on_text(&response.text);
+        }
+        out.text.push_str(&response.text);
+        let is_eos = config.eos_token_id.contains(&response.token);
+        if !(is_eos && response.finish_reason.is_some()) {
+            out.tokens.push(response.token);
+        }
+        out.finish_reason = response.finish_reason.map_or("length", |r| r.as_str());
+        out.prompt_tps = response.prompt_tps;
+        out.generation_tps = response.generation_tps;
+        out.peak_memory = response.peak_memory;
+    }
+    Ok(out)
+}
+
+/// Prints a piece of text at once.
+pub fn print_flush(text: &str) {
+    print!("{text}");
+    let _ = std::io::stdout().flush();
+}
+
+/// A spinner on stderr while something slow runs (only on a terminal).
+struct Spinner {
+    running: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Spinner {
+    fn start(label: String) -> Self {
+        let running = Arc::new(AtomicBool::new(true));
+        if !std::io::stderr().is_terminal() {
+            eprintln!("[forge] {label} ...");
+            return Spinner {
+                running,
+                thread: None,
+            };
+        }
+        let flag = running.clone();
+        let thread = std::thread::spawn(move || {
+            let frames = ['|', '/', '-', '\\'];
+            let started = Instant::now();
+            let mut i = 0;
+            while flag.load(Ordering::Relaxed) {
+                eprint!(
+                    "\r[forge] {label} {} {:.1}s",
+                    frames[i % frames.len()],
+                    started.elapsed().as_secs_f64()
+                );
+                i += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            eprint!("\r\x1b[2K");
+        });
+        Spinner {
+            running,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) {
+        self.running.store(false, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
