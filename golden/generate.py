@@ -614,6 +614,10 @@ import gptoss_cases  # noqa: E402
 
 CASES.update(gptoss_cases.register(sys.modules[__name__]))
 
+from vision_cases import VISION_CASES  # noqa: E402  (cases with their own build())
+
+CASES.update(VISION_CASES)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -11,6 +11,7 @@
 //! committed baseline of the machine kind (benches/baselines/).
 
 /// Links the plugins whose shapes are benchmarked, so they register.
+extern crate forge_deepseek_v3;
 extern crate forge_llama;
 
 pub mod checkpoint;
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use forge_core::loader::{fastest_weight_dtype, system_memory_bytes, weight_file_bytes, Backend};
 use forge_core::mlx_rs::Dtype;
-use forge_core::{load_model_dir, LoadOptions, LoadedModel, Result};
+use forge_core::{load_model, load_model_dir, LoadOptions, LoadedModel, Result};
 
 /// How a bench picks the weight dtype.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,6 +85,36 @@ pub fn load(shape: &shapes::ModelShape, mode: DtypeMode) -> Result<LoadedModel> 
     };
     let loaded = load_model_dir(&dir, &options)?;
     let warm = measure::prompt(4, shape.vocab_size());
+    measure::prefill(loaded.model.as_ref(), &warm)?;
+    Ok(loaded)
+}
+
+/// The real checkpoints benchmarked when they are present: SmolLM2-135M-
+/// Instruct as a Q4_1 GGUF (the default model `cargo xtask setup` fetches
+/// into `.forge/models/`).
+pub fn real_checkpoints() -> Vec<(&'static str, PathBuf)> {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.forge/models");
+    vec![(
+        "smollm2-135m-q4_1-gguf",
+        models.join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    )]
+    .into_iter()
+    .filter(|(_, path)| path.is_file())
+    .collect()
+}
+
+/// Loads a real checkpoint file (a `.gguf`) in the dtype `mode` gives;
+/// quantized weights are dequantized when that dtype is f32, as the CLI
+/// does, since MLX's CPU backend multiplies f32 far faster.
+pub fn load_file(path: &Path, mode: DtypeMode) -> Result<LoadedModel> {
+    let dtype = mode.resolve(path.parent().unwrap_or(Path::new(".")));
+    let options = LoadOptions {
+        dtype,
+        dequantize: dtype == Some(Dtype::Float32),
+        ..LoadOptions::default()
+    };
+    let loaded = load_model(&path.to_string_lossy(), &options)?;
+    let warm = measure::prompt(4, loaded.model.vocab_size());
     measure::prefill(loaded.model.as_ref(), &warm)?;
     Ok(loaded)
 }

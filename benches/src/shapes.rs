@@ -4,8 +4,14 @@
 //! Weights are random (see [`crate::checkpoint`]), made at bench time with a
 //! fixed seed and stored in bf16 as released checkpoints are. Architectures
 //! join as their plugins land: add a shape whose config names the plugin's
-//! model_type and a `tensors` function listing its checkpoint tensors (the
-//! gpt-oss and deepseek shapes go here, scaled to fit 24 GiB).
+//! model_type and list its checkpoint tensors in [`ModelShape::tensors`]
+//! (gpt-oss goes here when its plugin is in main).
+//!
+//! The deepseek "small" shape keeps DeepSeek-V3's structure (MLA with q and
+//! kv LoRA ranks, a dense first layer, grouped routing over many small
+//! experts plus a shared one) at a width that fits the benches' 15-minute
+//! budget on a 2-core CPU: its experts run through gather_mm, which MLX's CPU
+//! backend does at about 7 GFLOP/s here.
 
 use serde_json::{json, Value};
 
@@ -26,7 +32,10 @@ impl ModelShape {
     /// The checkpoint's tensors: name and shape, in the HF layout the
     /// plugin loads.
     pub fn tensors(&self) -> Vec<(String, Vec<i32>)> {
-        llama_tensors(&self.config)
+        match self.config["model_type"].as_str() {
+            Some("deepseek_v3") => deepseek_v3_tensors(&self.config),
+            _ => llama_tensors(&self.config),
+        }
     }
 
     /// Vocabulary size, for making prompts.
@@ -56,7 +65,97 @@ pub fn all() -> Vec<ModelShape> {
             realistic: true,
             config: llama_config(128256, 2048, 8192, 16, 32, 8, true),
         },
+        ModelShape {
+            name: "deepseek-v3-tiny",
+            about: "deepseek_v3, 3 layers of width 64 (a quick check of the harness)",
+            realistic: false,
+            config: deepseek_v3_config(DeepseekSize {
+                vocab: 256,
+                hidden: 64,
+                dense_intermediate: 128,
+                layers: 3,
+                heads: 4,
+                q_lora: 32,
+                kv_lora: 32,
+                experts: 8,
+                expert_intermediate: 32,
+                per_token: 2,
+                groups: 2,
+            }),
+        },
+        ModelShape {
+            name: "deepseek-v3-small",
+            about: "DeepSeek-V3's structure at width 1024: 6 layers (1 dense), 16 MLA heads, \
+                    q/kv LoRA 384/256, 32 routed experts of 352 in 4 groups, 4 per token, 1 shared",
+            realistic: true,
+            config: deepseek_v3_config(DeepseekSize {
+                vocab: 32000,
+                hidden: 1024,
+                dense_intermediate: 2816,
+                layers: 6,
+                heads: 16,
+                q_lora: 384,
+                kv_lora: 256,
+                experts: 32,
+                expert_intermediate: 352,
+                per_token: 4,
+                groups: 4,
+            }),
+        },
     ]
+}
+
+/// The sizes a DeepSeek-V3 shape varies.
+struct DeepseekSize {
+    vocab: usize,
+    hidden: usize,
+    dense_intermediate: usize,
+    layers: usize,
+    heads: usize,
+    q_lora: usize,
+    kv_lora: usize,
+    experts: usize,
+    expert_intermediate: usize,
+    per_token: usize,
+    groups: usize,
+}
+
+fn deepseek_v3_config(s: DeepseekSize) -> Value {
+    json!({
+        "model_type": "deepseek_v3",
+        "architectures": ["DeepseekV3ForCausalLM"],
+        "vocab_size": s.vocab,
+        "hidden_size": s.hidden,
+        "intermediate_size": s.dense_intermediate,
+        "moe_intermediate_size": s.expert_intermediate,
+        "num_hidden_layers": s.layers,
+        "num_attention_heads": s.heads,
+        "num_key_value_heads": s.heads,
+        "q_lora_rank": s.q_lora,
+        "kv_lora_rank": s.kv_lora,
+        "qk_nope_head_dim": 64,
+        "qk_rope_head_dim": 32,
+        "v_head_dim": 64,
+        "n_routed_experts": s.experts,
+        "n_shared_experts": 1,
+        "num_experts_per_tok": s.per_token,
+        "n_group": s.groups,
+        "topk_group": s.groups / 2,
+        "first_k_dense_replace": 1,
+        "norm_topk_prob": true,
+        "routed_scaling_factor": 2.5,
+        "rms_norm_eps": 1e-6,
+        "max_position_embeddings": 4096,
+        "rope_theta": 10000.0,
+        "rope_interleave": true,
+        "attention_bias": false,
+        "tie_word_embeddings": false,
+        "hidden_act": "silu",
+        "num_nextn_predict_layers": 0,
+        "torch_dtype": "bfloat16",
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    })
 }
 
 /// The shape called `name`.
@@ -138,6 +237,64 @@ fn llama_tensors(config: &Value) -> Vec<(String, Vec<i32>)> {
     if config["tie_word_embeddings"] != json!(true) {
         t.push(("lm_head.weight".to_string(), vec![vocab, hidden]));
     }
+    t
+}
+
+fn deepseek_v3_tensors(config: &Value) -> Vec<(String, Vec<i32>)> {
+    let get = |k: &str| config[k].as_i64().unwrap_or(0) as i32;
+    let (vocab, hidden, heads) = (
+        get("vocab_size"),
+        get("hidden_size"),
+        get("num_attention_heads"),
+    );
+    let (q_lora, kv_lora) = (get("q_lora_rank"), get("kv_lora_rank"));
+    let (nope, rope, v) = (
+        get("qk_nope_head_dim"),
+        get("qk_rope_head_dim"),
+        get("v_head_dim"),
+    );
+    let (experts, expert_inter) = (get("n_routed_experts"), get("moe_intermediate_size"));
+    let shared_inter = expert_inter * get("n_shared_experts");
+    let mut t = vec![("model.embed_tokens.weight".to_string(), vec![vocab, hidden])];
+    for i in 0..get("num_hidden_layers") {
+        let p = format!("model.layers.{i}");
+        let mut add = |name: &str, shape: Vec<i32>| t.push((format!("{p}.{name}"), shape));
+        add("input_layernorm.weight", vec![hidden]);
+        add("post_attention_layernorm.weight", vec![hidden]);
+        add("self_attn.q_a_proj.weight", vec![q_lora, hidden]);
+        add("self_attn.q_a_layernorm.weight", vec![q_lora]);
+        add(
+            "self_attn.q_b_proj.weight",
+            vec![heads * (nope + rope), q_lora],
+        );
+        add(
+            "self_attn.kv_a_proj_with_mqa.weight",
+            vec![kv_lora + rope, hidden],
+        );
+        add("self_attn.kv_a_layernorm.weight", vec![kv_lora]);
+        add(
+            "self_attn.kv_b_proj.weight",
+            vec![heads * (nope + v), kv_lora],
+        );
+        add("self_attn.o_proj.weight", vec![hidden, heads * v]);
+        let mut mlp = |prefix: &str, inter: i32| {
+            add(&format!("{prefix}.gate_proj.weight"), vec![inter, hidden]);
+            add(&format!("{prefix}.up_proj.weight"), vec![inter, hidden]);
+            add(&format!("{prefix}.down_proj.weight"), vec![hidden, inter]);
+        };
+        if i < get("first_k_dense_replace") {
+            mlp("mlp", get("intermediate_size"));
+        } else {
+            for e in 0..experts {
+                mlp(&format!("mlp.experts.{e}"), expert_inter);
+            }
+            mlp("mlp.shared_experts", shared_inter);
+            add("mlp.gate.weight", vec![experts, hidden]);
+            add("mlp.gate.e_score_correction_bias", vec![experts]);
+        }
+    }
+    t.push(("model.norm.weight".to_string(), vec![hidden]));
+    t.push(("lm_head.weight".to_string(), vec![vocab, hidden]));
     t
 }
 

@@ -13,7 +13,7 @@ use forge_core::{hub, load_model, LoadOptions, LoadedModel};
 /// and prints its plan.
 pub fn run(model: &str, context: usize, dtype: &str) -> anyhow::Result<()> {
     let (loaded, choice) = load_with_dtype(model, dtype)?;
-    print!("{}", render(&loaded, context));
+    print!("{}", render(&loaded, context)?);
     let run = match choice.dtype {
         Some(dtype) => format!("{dtype:?}").to_lowercase(),
         None => "as stored".to_string(),
@@ -67,7 +67,7 @@ pub fn load_with_dtype(
 }
 
 /// The plan as text.
-pub fn render(loaded: &forge_core::LoadedModel, context: usize) -> String {
+pub fn render(loaded: &forge_core::LoadedModel, context: usize) -> anyhow::Result<String> {
     let mut out = String::new();
     let mut line = |label: &str, value: String| out.push_str(&format!("{label:<20} {value}\n"));
     line("model", loaded.dir.display().to_string());
@@ -81,11 +81,20 @@ pub fn render(loaded: &forge_core::LoadedModel, context: usize) -> String {
     for item in loaded.model.plan() {
         line(&item.label, item.value);
     }
-    let params: usize = loaded
-        .tensors
-        .iter()
-        .map(|(_, shape, _)| shape.iter().map(|&d| d as usize).product::<usize>())
-        .sum();
+    // A GGUF's header knows each tensor's logical size and storage type;
+    // packed quantized arrays would undercount the parameters.
+    let header = match &loaded.gguf {
+        Some(path) => Some(forge_core::gguf::GgufHeader::read(path)?),
+        None => None,
+    };
+    let params: usize = match &header {
+        Some(h) => h.tensors.iter().map(|t| t.elements() as usize).sum(),
+        None => loaded
+            .tensors
+            .iter()
+            .map(|(_, shape, _)| shape.iter().map(|&d| d as usize).product::<usize>())
+            .sum(),
+    };
     let bytes: usize = loaded
         .tensors
         .iter()
@@ -108,6 +117,12 @@ pub fn render(loaded: &forge_core::LoadedModel, context: usize) -> String {
         format!("{params} ({})", human(params as f64, "")),
     );
     line("weight dtypes", dtypes.join(", "));
+    if let Some(h) = &header {
+        line(
+            "gguf tensor types",
+            forge_core::gguf::describe_quantization(h),
+        );
+    }
     line("weight memory", human_bytes(bytes));
     let kv = loaded.model.kv_bytes_per_token() * context;
     line(
@@ -131,7 +146,7 @@ pub fn render(loaded: &forge_core::LoadedModel, context: usize) -> String {
             format!("{} (may change numerics!)", keys.unknown.join(", "))
         },
     );
-    out
+    Ok(out)
 }
 
 fn dtype_bytes(dtype: forge_core::mlx_rs::Dtype) -> usize {

@@ -63,18 +63,35 @@ fn inspect_prints_the_plan_of_every_llama_case() {
     }
 }
 
-#[test]
-fn inspect_snapshot_of_the_llama3_case() {
-    let model = golden().join("llama3-rope-long").join("model");
-    let (ok, stdout, _) = forge(&["inspect", model.to_str().unwrap(), "--context", "1024"]);
-    assert!(ok);
-    let stable: String = stdout
+/// `forge inspect` of a golden case's model, without the lines that depend
+/// on the machine (the folder; the run dtype, see inspect_shows_the_run_dtype).
+fn stable_plan(case: &str, context: &str) -> String {
+    let model = golden().join(case).join("model");
+    let (ok, stdout, stderr) = forge(&["inspect", model.to_str().unwrap(), "--context", context]);
+    assert!(ok, "{case}: {stderr}");
+    stdout
         .lines()
-        // The run dtype depends on the backend (inspect_shows_the_run_dtype).
         .filter(|l| !l.starts_with("model ") && !l.starts_with("run dtype"))
         .map(|l| format!("{l}\n"))
-        .collect();
-    insta::assert_snapshot!("inspect_llama3_rope_long", stable);
+        .collect()
+}
+
+#[test]
+fn inspect_snapshot_of_the_llama3_case() {
+    insta::assert_snapshot!(
+        "inspect_llama3_rope_long",
+        stable_plan("llama3-rope-long", "1024")
+    );
+}
+
+#[test]
+fn inspect_snapshot_of_a_deepseek_v3_case() {
+    // The plan names the latent cache (and what an expanded one would take),
+    // the dense and MoE layers, the routing and the dropped MTP layer.
+    insta::assert_snapshot!(
+        "inspect_deepseek_v3_grouped_yarn",
+        stable_plan("deepseek-v3-grouped-yarn", "4096")
+    );
 }
 
 #[test]
@@ -276,8 +293,12 @@ fn generate_with_a_missing_model_says_what_is_missing() {
 fn copy_case(case: &str, golden_dir: &Path, arch: Option<&str>) {
     let dest = golden_dir.join(case);
     copy_model(case, &dest);
-    for file in ["manifest.json", "expected.safetensors"] {
-        std::fs::copy(golden().join(case).join(file), dest.join(file)).unwrap();
+    // manifest.json, expected.safetensors and any inputs (vision cases' images).
+    for entry in std::fs::read_dir(golden().join(case)).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dest.join(entry.file_name())).unwrap();
+        }
     }
     if let Some(arch) = arch {
         let path = dest.join("manifest.json");
@@ -427,4 +448,26 @@ fn chat_with_sampling_flags_answers_each_message() {
     );
     assert!(ok, "{stderr}");
     assert_eq!(stdout.matches(">> ").count(), 3, "{stdout}");
+}
+
+#[test]
+fn inspect_reads_a_gguf_and_counts_its_logical_parameters() {
+    let gguf = forge_core_model_path();
+    for dtype in ["stored", "f32"] {
+        let (ok, stdout, stderr) = forge(&["inspect", "--dtype", dtype, &gguf]);
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("134515008 (134.52M)"), "{dtype}: {stdout}");
+        assert!(stdout.contains("Q4_1 x210"), "{dtype}: {stdout}");
+        assert!(stdout.contains("30"), "{stdout}");
+    }
+}
+
+/// The default model's GGUF, as setup fetches it.
+fn forge_core_model_path() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = std::env::var("FORGE_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join(".forge/models"))
+        .join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf");
+    path.to_string_lossy().into_owned()
 }

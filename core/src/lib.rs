@@ -10,6 +10,7 @@ pub mod chat_template;
 pub mod config;
 pub mod detokenizer;
 pub mod error;
+pub mod fp8;
 pub mod generate;
 pub mod generation_config;
 pub mod gguf;

@@ -64,6 +64,9 @@ pub struct ForwardOptions {
     /// Also return every layer's hidden state (HF order: embeddings first,
     /// the last one after the final norm).
     pub output_hidden_states: bool,
+    /// Images `[B, C, H, W]` that go with the tokens, for vision-language
+    /// models (their features replace the image tokens' embeddings).
+    pub pixel_values: Option<Array>,
 }
 
 /// What a forward pass returns.

@@ -398,7 +398,7 @@ fn yarn(
         params.mscale_all_dim,
     ) {
         (Some(a), _, _) => a,
-        (None, Some(m), Some(m_all)) if m_all != 0.0 => {
+        (None, Some(m), Some(m_all)) if m != 0.0 && m_all != 0.0 => {
             yarn_mscale(factor, m) / yarn_mscale(factor, m_all)
         }
         _ => yarn_mscale(factor, 1.0),
@@ -484,6 +484,27 @@ mod tests {
         // Lowest frequency: wavelength far beyond 64, divided by the factor.
         let last = inv.len() - 1;
         assert!((inv[last] - plain[last] / 8.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn yarn_mscale_of_zero_falls_back_to_the_plain_factor_as_in_hf() {
+        // HF: `if mscale and mscale_all_dim` is false for mscale 0.
+        let params = RopeParameters {
+            rope_type: RopeType::Yarn,
+            factor: Some(40.0),
+            mscale: Some(0.0),
+            mscale_all_dim: Some(1.0),
+            ..Default::default()
+        };
+        let (_, attention) = yarn(&params, 10000.0, 64, 4096.0, 163840.0).unwrap();
+        assert!((attention - (0.1 * 40f64.ln() + 1.0)).abs() < 1e-12);
+        let both = RopeParameters {
+            mscale: Some(0.5),
+            ..params
+        };
+        let (_, attention) = yarn(&both, 10000.0, 64, 4096.0, 163840.0).unwrap();
+        let want = (0.05 * 40f64.ln() + 1.0) / (0.1 * 40f64.ln() + 1.0);
+        assert!((attention - want).abs() < 1e-12);
     }
 
     #[test]

@@ -77,7 +77,8 @@ fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
     Ok(names.into_iter().map(|f| dir.join(f)).collect())
 }
 
-/// Reads one safetensors file (mmap'd) into MLX arrays of the stored dtype.
+/// Reads one safetensors file (mmap'd) into MLX arrays of the stored dtype
+/// (`F8_E4M3` is decoded to bfloat16, see [`crate::fp8`]).
 pub fn load_safetensors_file(path: &Path) -> Result<TensorMap> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     // SAFETY: the map is read-only and lives only for this function; a file
@@ -90,10 +91,6 @@ pub fn load_safetensors_file(path: &Path) -> Result<TensorMap> {
     })?;
     let mut tensors = TensorMap::new();
     for (name, view) in parsed.tensors() {
-        let dtype = mlx_dtype(view.dtype()).ok_or_else(|| Error::Safetensors {
-            path: path.to_path_buf(),
-            message: format!("tensor {name}: dtype {:?} is not supported", view.dtype()),
-        })?;
         let Ok(shape) = view
             .shape()
             .iter()
@@ -110,6 +107,15 @@ pub fn load_safetensors_file(path: &Path) -> Result<TensorMap> {
             });
         };
         let data = view.data();
+        if view.dtype() == StDtype::F8_E4M3 && data.len() == view.shape().iter().product::<usize>()
+        {
+            tensors.insert(name, crate::fp8::decode_e4m3(data, &shape)?);
+            continue;
+        }
+        let dtype = mlx_dtype(view.dtype()).ok_or_else(|| Error::Safetensors {
+            path: path.to_path_buf(),
+            message: format!("tensor {name}: dtype {:?} is not supported", view.dtype()),
+        })?;
         let expected_bytes = view.shape().iter().product::<usize>() * view.dtype().bitsize() / 8;
         if data.len() != expected_bytes {
             return Err(Error::Safetensors {

@@ -20,6 +20,9 @@ pub enum ParityError {
     /// Loading or running the model failed.
     #[error(transparent)]
     Core(#[from] forge_core::Error),
+    /// Reading images or the image processor config failed.
+    #[error(transparent)]
+    Vision(#[from] forge_vision::VisionError),
     /// No case matched a selection.
     #[error("no golden case matches `{selection}` (cases: {known})")]
     NoMatch {

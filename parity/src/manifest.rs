@@ -52,6 +52,10 @@ pub struct Manifest {
     /// Greedy generation settings.
     #[serde(default)]
     pub greedy: Option<GreedySettings>,
+    /// Image files of the case (relative to its folder), for the
+    /// `pixel_values` check: preprocessed with `model/preprocessor_config.json`.
+    #[serde(default)]
+    pub images: Vec<String>,
     /// Where the weights come from when `model/` is not committed.
     #[serde(default)]
     pub model_source: Option<ModelSource>,

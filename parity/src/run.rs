@@ -13,6 +13,7 @@ use crate::error::{ParityError, Result};
 use crate::generation;
 use crate::manifest::{Manifest, Tolerance};
 use crate::report::{sci, CaseReport};
+use crate::vision;
 
 /// Options of a parity run.
 #[derive(Debug, Clone, Default)]
@@ -61,13 +62,13 @@ pub fn run_case(dir: &Path, options: &RunOptions) -> CaseReport {
 }
 
 /// The tensors of `expected.safetensors`.
-struct Expected {
-    tensors: TensorMap,
-    path: std::path::PathBuf,
+pub(crate) struct Expected {
+    pub(crate) tensors: TensorMap,
+    pub(crate) path: std::path::PathBuf,
 }
 
 impl Expected {
-    fn get(&self, name: &str) -> Result<&Array> {
+    pub(crate) fn get(&self, name: &str) -> Result<&Array> {
         self.tensors.get(name).ok_or_else(|| ParityError::Case {
             path: self.path.clone(),
             message: format!("no tensor `{name}`"),
@@ -117,6 +118,13 @@ fn run_checks(
         tensors: load_safetensors_file(&expected_path)?,
         path: expected_path,
     };
+    if manifest.has_check("pixel_values") {
+        vision::check_pixel_values(report, manifest, dir, &expected)?;
+    }
+    let pixel_values = expected.tensors.get("pixel_values").cloned();
+    if !expected.tensors.contains_key("input_ids") {
+        return vision::check_encoder(report, manifest, model, &expected);
+    }
     let input_ids = expected.get("input_ids")?.as_dtype(Dtype::Int32)?;
     let (b, t) = (input_ids.dim(0) as usize, input_ids.dim(1) as usize);
     let mask = expected
@@ -137,6 +145,7 @@ fn run_checks(
         &ForwardOptions {
             attention_mask: mask.clone(),
             output_hidden_states: true,
+            pixel_values: pixel_values.clone(),
         },
     )?;
     let positions = b * t;
@@ -164,6 +173,7 @@ fn run_checks(
             positions,
             keep.as_deref(),
             logits_ok,
+            true,
         )?;
     }
     if manifest.has_check("greedy_tokens") {
@@ -176,13 +186,14 @@ fn run_checks(
             keep.as_deref(),
         )?;
     }
-    if let Some(logits) = &output.logits {
+    // The cache checks feed tokens alone; a case with images has no such path.
+    if let (Some(logits), None) = (&output.logits, &pixel_values) {
         check_cache_consistency(report, manifest, model, &input_ids, keep.as_deref(), logits)?;
     }
     Ok(())
 }
 
-fn compare_arrays(
+pub(crate) fn compare_arrays(
     actual: &Array,
     expected: &Array,
     positions: usize,
@@ -202,7 +213,7 @@ fn compare_arrays(
     ))
 }
 
-fn push_numeric(
+pub(crate) fn push_numeric(
     report: &mut CaseReport,
     check: &str,
     note: &str,
@@ -230,8 +241,10 @@ fn push_numeric(
 }
 
 /// One summary pair of rows over all layers; names the worst layer, and the
-/// first failing one when logits failed.
-fn check_hidden_states(
+/// first failing one when logits failed. `final_norm`: the last hidden
+/// state is taken after a final norm (causal LMs), not plainly a layer's output.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check_hidden_states(
     report: &mut CaseReport,
     manifest: &Manifest,
     expected: &Expected,
@@ -239,6 +252,7 @@ fn check_hidden_states(
     positions: usize,
     keep: Option<&[bool]>,
     logits_ok: bool,
+    final_norm: bool,
 ) -> Result<()> {
     let tol = manifest.tolerance_for("hidden_states");
     let count = (0..)
@@ -280,13 +294,19 @@ fn check_hidden_states(
         };
     }
     let note = match first_failure {
-        Some(i) => format!("first failing: hidden_states.{i}, {}", layer_name(i, count)),
+        Some(i) => format!(
+            "first failing: hidden_states.{i}, {}",
+            layer_name(i, count, final_norm)
+        ),
         None => format!("{count} tensors, worst hidden_states.{worst_layer}"),
     };
     push_numeric(report, "hidden_states", &note, worst, &tol);
     if !logits_ok {
         if let Some(i) = first_failure {
-            report.first_divergence = Some(format!("hidden_states.{i} ({})", layer_name(i, count)));
+            report.first_divergence = Some(format!(
+                "hidden_states.{i} ({})",
+                layer_name(i, count, final_norm)
+            ));
         }
     }
     Ok(())
@@ -302,10 +322,10 @@ fn nan_max(a: f64, b: f64) -> f64 {
 }
 
 /// What HF's hidden state `i` of `count` is.
-fn layer_name(i: usize, count: usize) -> String {
+fn layer_name(i: usize, count: usize, final_norm: bool) -> String {
     if i == 0 {
         "embeddings".into()
-    } else if i + 1 == count {
+    } else if i + 1 == count && final_norm {
         format!("output of layer {} after the final norm", i - 1)
     } else {
         format!("output of layer {}", i - 1)

@@ -24,13 +24,19 @@ fn every_committed_case_passes() {
         if report.arch == "generation" {
             continue; // generation conformance cases have rows of their own
         }
-        for check in [
-            "logits",
-            "hidden_states",
-            "greedy_tokens",
-            "incremental_decode",
-            "chunked_prefill",
-        ] {
+        let vision = report.rows.iter().any(|r| r.check == "last_hidden_state");
+        let required: &[&str] = if vision {
+            &["pixel_values", "last_hidden_state", "hidden_states"]
+        } else {
+            &[
+                "logits",
+                "hidden_states",
+                "greedy_tokens",
+                "incremental_decode",
+                "chunked_prefill",
+            ]
+        };
+        for &check in required {
             assert!(
                 report.rows.iter().any(|r| r.check == check),
                 "case {} has no {check} row",

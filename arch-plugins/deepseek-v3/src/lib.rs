@@ -324,7 +324,7 @@ impl Model for DeepseekV3 {
                 format!(
                     "{} routed experts (intermediate {}), {} per token, sigmoid router with \
                      correction bias ({}), {} groups keep {}, norm_topk_prob {}, scaling {}, \
-                     {} shared experts",
+                     shared experts {}",
                     a.n_routed_experts,
                     a.moe_intermediate_size,
                     a.num_experts_per_tok,
@@ -351,11 +351,12 @@ impl Model for DeepseekV3 {
             PlanItem::new("max context", a.max_position_embeddings),
         ];
         plan.push(PlanItem::new(
-            "multi-token prediction",
+            "mtp layers",
             match a.num_nextn_predict_layers {
                 0 => "none in the config".to_string(),
                 n => format!(
-                    "{n} layer(s) (model.layers.{}.*) dropped at load: not used for next-token logits",
+                    "{n} multi-token-prediction layer(s) (model.layers.{}.*) dropped at load: \
+                     not used for next-token logits",
                     a.num_hidden_layers
                 ),
             },

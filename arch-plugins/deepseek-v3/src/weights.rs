@@ -1,7 +1,9 @@
-//! From the checkpoint's tensors to the ones the model takes: the
+//! From the checkpoint's tensors to the ones the model takes: FP8
+//! block-quantized weights dequantized (to bfloat16), the
 //! multi-token-prediction layers dropped, and each MoE layer's per-expert
 //! tensors stacked into one `[experts, ...]` tensor per projection.
 
+use forge_core::fp8;
 use forge_core::mlx_rs::ops;
 use forge_core::{Error, ModelConfig, Result, TensorMap};
 use serde_json::Value;
@@ -13,6 +15,9 @@ pub fn sanitize(config: &ModelConfig, mut tensors: TensorMap) -> Result<TensorMa
     let layers = config_usize(config, "num_hidden_layers")?;
     let experts = config_usize(config, "n_routed_experts")?;
     let mtp = config_usize(config, "num_nextn_predict_layers").unwrap_or(0);
+    if let Some(block) = fp8_block_size(config)? {
+        fp8::dequantize_blocks(&mut tensors, block)?;
+    }
     drop_mtp_layers(&mut tensors, layers, mtp);
     for layer in 0..layers {
         stack_experts(
@@ -33,6 +38,39 @@ fn config_usize(config: &ModelConfig, key: &str) -> Result<usize> {
             expected: "a non-negative integer".into(),
             found: other.map_or("no such key".into(), |v| v.to_string()),
         }),
+    }
+}
+
+/// The block size of an FP8 block-quantized checkpoint (`quantization_config`
+/// with `quant_method` "fp8"; `weight_block_size` defaults to 128×128).
+fn fp8_block_size(config: &ModelConfig) -> Result<Option<[usize; 2]>> {
+    let Some(q) = config.json().get("quantization_config") else {
+        return Ok(None);
+    };
+    if q.get("quant_method").and_then(Value::as_str) != Some("fp8") {
+        return Ok(None);
+    }
+    match q.get("weight_block_size") {
+        None | Some(Value::Null) => Ok(Some([128, 128])),
+        Some(Value::Array(v)) => match v.as_slice() {
+            [Value::Number(a), Value::Number(b)] => match (a.as_u64(), b.as_u64()) {
+                (Some(a), Some(b)) if a > 0 && b > 0 => Ok(Some([a as usize, b as usize])),
+                _ => Err(block_size_error(config, q)),
+            },
+            _ => Err(block_size_error(config, q)),
+        },
+        Some(_) => Err(block_size_error(config, q)),
+    }
+}
+
+fn block_size_error(config: &ModelConfig, q: &Value) -> Error {
+    Error::ConfigValue {
+        path: config.path().to_path_buf(),
+        key: "quantization_config.weight_block_size".into(),
+        expected: "two positive integers (rows, columns of a block)".into(),
+        found: q
+            .get("weight_block_size")
+            .map_or("".into(), |v| v.to_string()),
     }
 }
 
@@ -126,6 +164,38 @@ mod tests {
         );
         let out = sanitize(&cfg, tensors).unwrap();
         assert!(out.contains_key("model.layers.0.mlp.experts.0.gate_proj.weight"));
+    }
+
+    #[test]
+    fn fp8_weights_are_dequantized_with_their_block_scales() {
+        let mut tensors = TensorMap::new();
+        tensors.insert(
+            "model.embed_tokens.weight".into(),
+            Array::from_slice(&[1f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]),
+        );
+        tensors.insert(
+            "model.embed_tokens.weight_scale_inv".into(),
+            Array::from_slice(&[0.5f32, 4.0], &[1, 2]),
+        );
+        let cfg = config(
+            r#"{"model_type": "deepseek_v3", "num_hidden_layers": 0, "n_routed_experts": 2,
+                "quantization_config": {"quant_method": "fp8", "weight_block_size": [2, 2]}}"#,
+        );
+        let out = sanitize(&cfg, tensors).unwrap();
+        assert_eq!(out.len(), 1);
+        let w = out["model.embed_tokens.weight"]
+            .as_dtype(forge_core::mlx_rs::Dtype::Float32)
+            .unwrap();
+        assert_eq!(w.as_slice::<f32>(), [0.5, 1.0, 12.0, 2.0, 2.5, 24.0]);
+        let bad = config(
+            r#"{"model_type": "deepseek_v3", "num_hidden_layers": 0, "n_routed_experts": 2,
+                "quantization_config": {"quant_method": "fp8", "weight_block_size": [128]}}"#,
+        );
+        let err = sanitize(&bad, TensorMap::new()).unwrap_err().to_string();
+        assert!(
+            err.contains("weight_block_size") && err.contains("[128]"),
+            "{err}"
+        );
     }
 
     #[test]

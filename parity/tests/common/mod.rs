@@ -3,10 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+extern crate forge_clip;
 /// Links the plugins so they register.
 extern crate forge_deepseek_v3;
 extern crate forge_gpt_oss;
 extern crate forge_llama;
+extern crate forge_siglip;
 
 /// The repository's golden folder.
 pub fn golden() -> PathBuf {
