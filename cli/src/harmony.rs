@@ -11,7 +11,9 @@ use forge_gpt_oss::harmony::{
 };
 
 use crate::chat::{next_input, Input};
-use crate::textgen::{self, Sampling, TextModel};
+use forge_core::GenerationConfig;
+
+use crate::textgen::{self, TextModel};
 
 /// True for architectures whose prompts and outputs are Harmony.
 pub fn speaks_harmony(model_type: &str) -> bool {
@@ -45,7 +47,11 @@ fn parse(decoded: &str) -> HarmonyOutput {
 
 /// `forge chat` for a Harmony model: `/reset` starts over, `/exit` or end
 /// of input leaves.
-pub fn chat(model: &TextModel, system: Option<&str>, sampling: Sampling) -> anyhow::Result<()> {
+pub fn chat(
+    model: &TextModel,
+    system: Option<&str>,
+    config: &GenerationConfig,
+) -> anyhow::Result<()> {
     let start: Vec<ChatMessage> = system
         .map(|s| vec![ChatMessage::Developer(s.to_string())])
         .unwrap_or_default();
@@ -63,7 +69,7 @@ pub fn chat(model: &TextModel, system: Option<&str>, sampling: Sampling) -> anyh
         };
         messages.push(ChatMessage::User(line));
         let ids = model.tokenizer.encode(&render(&messages)?, false)?;
-        let reply = textgen::generate(model, &ids, sampling, |_| {})?;
+        let reply = textgen::generate(model, &ids, config, |_| {})?;
         let output = parse(&model.tokenizer.decode(&reply.tokens, false)?);
         let answer = output.final_text();
         println!("{answer}");
