@@ -39,6 +39,8 @@ from safetensors.torch import save_file  # noqa: E402
 from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
+from generation_cases import case_gen_greedy_processors, case_gen_logits_processors  # noqa: E402
+
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
 
@@ -582,6 +584,11 @@ def case_mistral_sliding_window() -> Case:
     )
 
 
+def generation_helpers() -> dict:
+    """What golden/generation_cases.py borrows from this script."""
+    return {"reference_versions": reference_versions, "build_model": build_model, "tiny_llama": tiny_llama}
+
+
 CASES: dict[str, Callable[[], Case]] = {
     "llama-gqa": case_llama_gqa,
     "llama-bias-headdim-tied": case_llama_bias_headdim_tied,
@@ -590,6 +597,8 @@ CASES: dict[str, Callable[[], Case]] = {
     "llama-yarn": case_llama_yarn,
     "llama-rope-linear": case_llama_rope_linear,
     "mistral-sliding-window": case_mistral_sliding_window,
+    "gen-logits-processors": lambda: case_gen_logits_processors(generation_helpers()),
+    "gen-greedy-processors": lambda: case_gen_greedy_processors(generation_helpers()),
 }
 
 # Cases over real checkpoints build themselves (`.build(out_root)`).

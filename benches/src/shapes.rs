@@ -5,9 +5,10 @@
 //! fixed seed and stored in bf16 as released checkpoints are. Architectures
 //! join as their plugins land: add a shape whose config names the plugin's
 //! model_type and list its checkpoint tensors in [`ModelShape::tensors`]
-//! (gpt-oss goes here when its plugin is in main).
 //!
-//! The deepseek "small" shape keeps DeepSeek-V3's structure (MLA with q and
+//! The gpt-oss and deepseek "small" shapes keep their models' structure
+//! (gpt-oss: alternating sliding / full attention with sinks, biased
+//! projections, YaRN, clamped SwiGLU experts; DeepSeek-V3: (MLA with q and
 //! kv LoRA ranks, a dense first layer, grouped routing over many small
 //! experts plus a shared one) at a width that fits the benches' 15-minute
 //! budget on a 2-core CPU: its experts run through gather_mm, which MLX's CPU
@@ -24,6 +25,9 @@ pub struct ModelShape {
     pub about: &'static str,
     /// True for the realistic sizes (skipped by quick runs).
     pub realistic: bool,
+    /// Run only when asked for by name (too slow for the default run's
+    /// 15-minute budget on a 2-core CPU).
+    pub on_demand: bool,
     /// The config.json.
     pub config: Value,
 }
@@ -34,6 +38,7 @@ impl ModelShape {
     pub fn tensors(&self) -> Vec<(String, Vec<i32>)> {
         match self.config["model_type"].as_str() {
             Some("deepseek_v3") => deepseek_v3_tensors(&self.config),
+            Some("gpt_oss") => gpt_oss_tensors(&self.config),
             _ => llama_tensors(&self.config),
         }
     }
@@ -51,24 +56,61 @@ pub fn all() -> Vec<ModelShape> {
             name: "llama-tiny",
             about: "llama, 2 layers of width 64 (a quick check of the harness)",
             realistic: false,
+            on_demand: false,
             config: llama_config(256, 64, 128, 2, 4, 2, false),
         },
         ModelShape {
             name: "llama-135m",
             about: "SmolLM2-135M's shape: 30 layers, hidden 576, 9 heads / 3 kv heads, vocab 49152, tied",
             realistic: true,
+            on_demand: false,
             config: llama_config(49152, 576, 1536, 30, 9, 3, false),
         },
         ModelShape {
             name: "llama-1b",
             about: "Llama-3.2-1B's shape: 16 layers, hidden 2048, 32 heads / 8 kv heads, vocab 128256, llama3 rope, tied",
             realistic: true,
+            on_demand: true,
             config: llama_config(128256, 2048, 8192, 16, 32, 8, true),
+        },
+        ModelShape {
+            name: "gpt-oss-tiny",
+            about: "gpt_oss, 4 layers of width 64 (a quick check of the harness)",
+            realistic: false,
+            on_demand: false,
+            config: gpt_oss_config(GptOssSize {
+                vocab: 256,
+                hidden: 64,
+                layers: 4,
+                heads: 4,
+                kv_heads: 2,
+                experts: 4,
+                per_token: 2,
+                window: 8,
+            }),
+        },
+        ModelShape {
+            name: "gpt-oss-small",
+            about: "gpt-oss-20b's structure at width 768: 6 layers alternating sliding (128) and \
+                    full attention with sinks, 12 heads / 4 kv heads of 64, 16 experts of 768, 4 per token",
+            realistic: true,
+            on_demand: false,
+            config: gpt_oss_config(GptOssSize {
+                vocab: 32000,
+                hidden: 768,
+                layers: 6,
+                heads: 12,
+                kv_heads: 4,
+                experts: 16,
+                per_token: 4,
+                window: 128,
+            }),
         },
         ModelShape {
             name: "deepseek-v3-tiny",
             about: "deepseek_v3, 3 layers of width 64 (a quick check of the harness)",
             realistic: false,
+            on_demand: false,
             config: deepseek_v3_config(DeepseekSize {
                 vocab: 256,
                 hidden: 64,
@@ -88,6 +130,7 @@ pub fn all() -> Vec<ModelShape> {
             about: "DeepSeek-V3's structure at width 1024: 6 layers (1 dense), 16 MLA heads, \
                     q/kv LoRA 384/256, 32 routed experts of 352 in 4 groups, 4 per token, 1 shared",
             realistic: true,
+            on_demand: false,
             config: deepseek_v3_config(DeepseekSize {
                 vocab: 32000,
                 hidden: 1024,
@@ -103,6 +146,103 @@ pub fn all() -> Vec<ModelShape> {
             }),
         },
     ]
+}
+
+/// The sizes a gpt-oss shape varies.
+struct GptOssSize {
+    vocab: usize,
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    experts: usize,
+    per_token: usize,
+    window: usize,
+}
+
+fn gpt_oss_config(s: GptOssSize) -> Value {
+    let layer_types: Vec<&str> = (0..s.layers)
+        .map(|i| {
+            if i % 2 == 0 {
+                "sliding_attention"
+            } else {
+                "full_attention"
+            }
+        })
+        .collect();
+    json!({
+        "model_type": "gpt_oss",
+        "architectures": ["GptOssForCausalLM"],
+        "vocab_size": s.vocab,
+        "hidden_size": s.hidden,
+        "intermediate_size": s.hidden,
+        "num_hidden_layers": s.layers,
+        "num_attention_heads": s.heads,
+        "num_key_value_heads": s.kv_heads,
+        "head_dim": 64,
+        "num_local_experts": s.experts,
+        "num_experts_per_tok": s.per_token,
+        "layer_types": layer_types,
+        "sliding_window": s.window,
+        "attention_bias": true,
+        "rms_norm_eps": 1e-5,
+        "max_position_embeddings": 131072,
+        "rope_scaling": {
+            "rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+            "truncate": false, "original_max_position_embeddings": 4096,
+        },
+        "rope_theta": 150000.0,
+        "swiglu_limit": 7.0,
+        "hidden_act": "silu",
+        "tie_word_embeddings": false,
+        "router_aux_loss_coef": 0.9,
+        "output_router_logits": false,
+        "torch_dtype": "bfloat16",
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 0,
+    })
+}
+
+fn gpt_oss_tensors(config: &Value) -> Vec<(String, Vec<i32>)> {
+    let get = |k: &str| config_int(config, k);
+    let [vocab, hidden, inter, heads, kv_heads, head_dim] = [
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+    ]
+    .map(get);
+    let experts = get("num_local_experts");
+    let mut t = vec![("model.embed_tokens.weight".to_string(), vec![vocab, hidden])];
+    for i in 0..get("num_hidden_layers") {
+        let p = format!("model.layers.{i}");
+        let mut add = |name: &str, shape: Vec<i32>| t.push((format!("{p}.{name}"), shape));
+        add("input_layernorm.weight", vec![hidden]);
+        add("post_attention_layernorm.weight", vec![hidden]);
+        for (proj, out) in [
+            ("q_proj", heads * head_dim),
+            ("k_proj", kv_heads * head_dim),
+            ("v_proj", kv_heads * head_dim),
+        ] {
+            add(&format!("self_attn.{proj}.weight"), vec![out, hidden]);
+            add(&format!("self_attn.{proj}.bias"), vec![out]);
+        }
+        add("self_attn.o_proj.weight", vec![hidden, heads * head_dim]);
+        add("self_attn.o_proj.bias", vec![hidden]);
+        add("self_attn.sinks", vec![heads]);
+        add("mlp.router.weight", vec![experts, hidden]);
+        add("mlp.router.bias", vec![experts]);
+        add("mlp.experts.gate_up_proj", vec![experts, hidden, 2 * inter]);
+        add("mlp.experts.gate_up_proj_bias", vec![experts, 2 * inter]);
+        add("mlp.experts.down_proj", vec![experts, inter, hidden]);
+        add("mlp.experts.down_proj_bias", vec![experts, hidden]);
+    }
+    t.push(("model.norm.weight".to_string(), vec![hidden]));
+    t.push(("lm_head.weight".to_string(), vec![vocab, hidden]));
+    t
 }
 
 /// The sizes a DeepSeek-V3 shape varies.
@@ -208,17 +348,16 @@ fn llama_config(
 }
 
 fn llama_tensors(config: &Value) -> Vec<(String, Vec<i32>)> {
-    let get = |k: &str| config[k].as_i64().unwrap_or(0) as i32;
-    let (vocab, hidden, inter) = (
-        get("vocab_size"),
-        get("hidden_size"),
-        get("intermediate_size"),
-    );
-    let (heads, kv_heads, head_dim) = (
-        get("num_attention_heads"),
-        get("num_key_value_heads"),
-        get("head_dim"),
-    );
+    let get = |k: &str| config_int(config, k);
+    let [vocab, hidden, inter, heads, kv_heads, head_dim] = [
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+    ]
+    .map(get);
     let mut t = vec![("model.embed_tokens.weight".to_string(), vec![vocab, hidden])];
     for i in 0..get("num_hidden_layers") {
         let p = format!("model.layers.{i}");
@@ -240,8 +379,13 @@ fn llama_tensors(config: &Value) -> Vec<(String, Vec<i32>)> {
     t
 }
 
+/// An integer config value (0 when absent: shapes are written here).
+fn config_int(config: &Value, key: &str) -> i32 {
+    config[key].as_i64().unwrap_or(0) as i32
+}
+
 fn deepseek_v3_tensors(config: &Value) -> Vec<(String, Vec<i32>)> {
-    let get = |k: &str| config[k].as_i64().unwrap_or(0) as i32;
+    let get = |k: &str| config_int(config, k);
     let (vocab, hidden, heads) = (
         get("vocab_size"),
         get("hidden_size"),

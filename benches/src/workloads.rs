@@ -11,14 +11,15 @@ pub const DECODE_PROMPT: usize = 128;
 pub const DECODE_TOKENS: usize = 16;
 
 /// Which shapes a run covers: `FORGE_BENCH_SHAPES` (comma-separated names),
-/// else every shape, or only the tiny ones when `quick`.
+/// else every shape but the on-demand ones, or only the tiny ones when
+/// `quick`.
 pub fn selected_shapes(quick: bool) -> Vec<crate::shapes::ModelShape> {
     let wanted = std::env::var("FORGE_BENCH_SHAPES").ok();
     crate::shapes::all()
         .into_iter()
         .filter(|s| match &wanted {
             Some(list) => list.split(',').any(|n| n.trim() == s.name),
-            None => !quick || !s.realistic,
+            None => !s.on_demand && (!quick || !s.realistic),
         })
         .collect()
 }

@@ -8,14 +8,16 @@ use std::io::{BufRead, Write};
 use anyhow::Context;
 use forge_core::chat_template::Message;
 
-use crate::textgen::{self, print_flush, Sampling};
+use forge_core::GenerationConfig;
+
+use crate::textgen::{self, print_flush};
 
 /// Runs the chat loop on stdin / stdout.
 pub fn run(
     model: Option<&str>,
     dtype: &str,
     system: Option<&str>,
-    sampling: Sampling,
+    config: &GenerationConfig,
 ) -> anyhow::Result<()> {
     let model = textgen::model_or_default(model)?;
     let text_model = textgen::load(&model, dtype)?;
@@ -48,7 +50,7 @@ pub fn run(
         messages.push(Message::new("user", line));
         let prompt = template.render(&messages, true, &serde_json::Map::new())?;
         let ids = text_model.tokenizer.encode(&prompt, false)?;
-        let reply = textgen::generate(&text_model, &ids, sampling, print_flush)?;
+        let reply = textgen::generate(&text_model, &ids, config, print_flush)?;
         println!();
         messages.push(Message::new("assistant", reply.text.trim()));
     }

@@ -78,18 +78,17 @@ enum Command {
         /// Most tokens to generate.
         #[arg(long, default_value_t = 100)]
         max_tokens: usize,
-        /// Sampling temperature (0: greedy).
-        #[arg(long, default_value_t = 0.0)]
-        temp: f32,
-        /// Random seed for sampling.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        sampling: textgen::SamplingArgs,
         /// Wrap the prompt in the chat template as a user message.
         #[arg(long)]
         chat_template: bool,
         /// System message (with --chat-template).
         #[arg(long)]
         system: Option<String>,
+        /// Extra chat template variables as a JSON object, e.g. '{"enable_thinking": false}'.
+        #[arg(long)]
+        chat_template_args: Option<String>,
         /// Print prompt and generation speed.
         #[arg(long)]
         verbose: bool,
@@ -108,12 +107,8 @@ enum Command {
         /// Most tokens per reply.
         #[arg(long, default_value_t = 256)]
         max_tokens: usize,
-        /// Sampling temperature (0: greedy).
-        #[arg(long, default_value_t = 0.0)]
-        temp: f32,
-        /// Random seed for sampling.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        sampling: textgen::SamplingArgs,
         /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
         #[arg(long, default_value = "plan")]
         dtype: String,
@@ -150,36 +145,33 @@ fn main() -> ExitCode {
             model,
             prompt,
             max_tokens,
-            temp,
-            seed,
+            sampling,
             chat_template,
             system,
+            chat_template_args,
             verbose,
             dtype,
         } => {
-            let sampling = textgen::Sampling {
-                max_tokens,
-                temperature: temp,
-                seed,
+            let prompt = Prompt {
+                text: &prompt,
+                chat: chat_template.then_some(system.as_deref()),
+                template_args: chat_template_args,
             };
-            let chat = chat_template.then_some(system.as_deref());
-            generate(model.as_deref(), &dtype, &prompt, sampling, chat, verbose).map(|()| true)
+            let settings = sampling.config(max_tokens);
+            settings
+                .and_then(|config| generate(model.as_deref(), &dtype, prompt, &config, verbose))
+                .map(|()| true)
         }
         Command::Chat {
             model,
             system,
             max_tokens,
-            temp,
-            seed,
+            sampling,
             dtype,
-        } => {
-            let sampling = textgen::Sampling {
-                max_tokens,
-                temperature: temp,
-                seed,
-            };
-            chat::run(model.as_deref(), &dtype, system.as_deref(), sampling).map(|()| true)
-        }
+        } => sampling
+            .config(max_tokens)
+            .and_then(|config| chat::run(model.as_deref(), &dtype, system.as_deref(), &config))
+            .map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -235,15 +227,29 @@ fn parity(
     Ok(pass)
 }
 
-/// `forge generate`: `chat` is `Some(system)` when the chat template applies.
+/// The prompt of `forge generate`.
+struct Prompt<'a> {
+    text: &'a str,
+    /// `Some(system)` when the chat template applies.
+    chat: Option<Option<&'a str>>,
+    /// `--chat-template-args`: extra chat template variables as JSON.
+    template_args: Option<String>,
+}
+
+/// `forge generate`.
 fn generate(
     model: Option<&str>,
     dtype: &str,
-    prompt: &str,
-    sampling: textgen::Sampling,
-    chat: Option<Option<&str>>,
+    prompt: Prompt,
+    config: &forge_core::GenerationConfig,
     verbose: bool,
 ) -> anyhow::Result<()> {
+    let Prompt {
+        text: prompt,
+        chat,
+        template_args,
+    } = prompt;
+    let template_args = textgen::template_args(template_args.as_deref())?;
     let model = textgen::model_or_default(model)?;
     let text_model = textgen::load(&model, dtype)?;
     // gpt-oss speaks Harmony: its prompt is always a rendered conversation,
@@ -268,7 +274,7 @@ fn generate(
                 messages.push(forge_core::chat_template::Message::new("system", system));
             }
             messages.push(forge_core::chat_template::Message::new("user", prompt));
-            let text = template.render(&messages, true, &serde_json::Map::new())?;
+            let text = template.render(&messages, true, &template_args)?;
             text_model.tokenizer.encode(&text, false)?
         }
     };
@@ -277,7 +283,7 @@ fn generate(
             textgen::print_flush(text)
         }
     };
-    let out = textgen::generate(&text_model, &ids, sampling, stream)?;
+    let out = textgen::generate(&text_model, &ids, config, stream)?;
     if harmony {
         let decoded = text_model.tokenizer.decode(&out.tokens, false)?;
         harmony::print_output(&decoded, verbose);
@@ -286,11 +292,13 @@ fn generate(
     }
     if verbose {
         eprintln!(
-            "[forge] prompt: {} tokens, {:.1} tokens/s; generation: {} tokens, {:.1} tokens/s; finish: {}",
+            "[forge] prompt: {} tokens, {:.1} tokens/s; generation: {} tokens, {:.1} tokens/s; \
+             peak memory: {:.3} GB; finish: {}",
             ids.len(),
             out.prompt_tps,
             out.tokens.len(),
             out.generation_tps,
+            out.peak_memory,
             out.finish_reason
         );
     }

@@ -1,22 +1,20 @@
 //! Text in, streamed text out: what `forge generate` and `forge chat` share.
-//! Loading with a progress indicator, the default model, a small decode
-//! loop (prefill, sample, stop at an end-of-sequence token or the token
-//! budget) and a streaming detokenizer that never prints half a UTF-8
-//! character.
+//! Loading with a progress indicator, the default model, the sampling flags,
+//! and forge-core's generation loop (`stream_generate`: processors, sampler,
+//! EOS ids, stop strings, a streaming detokenizer that never prints half a
+//! UTF-8 character).
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use forge_core::generate::prefill;
-use forge_core::mlx_rs::ops::indexing::TryIndexOp;
-use forge_core::mlx_rs::{ops, Dtype};
+use anyhow::{bail, Context};
+use forge_core::generate::stream_generate;
 use forge_core::models::DEFAULT_MODEL;
-use forge_core::sampler::sampler_for;
 use forge_core::tokenizer::Tokenizer;
-use forge_core::LoadedModel;
+use forge_core::{GenerationConfig, LoadedModel};
+use serde_json::{Map, Value};
 
 /// Prompt tokens run through the model per forward pass.
 const PREFILL_STEP: usize = 512;
@@ -87,112 +85,121 @@ pub fn load(model: &str, dtype: &str) -> anyhow::Result<TextModel> {
     })
 }
 
-/// How to sample.
-#[derive(Debug, Clone, Copy)]
-pub struct Sampling {
-    /// Most new tokens.
-    pub max_tokens: usize,
-    /// 0 is greedy.
-    pub temperature: f32,
+/// Sampling and stopping flags, named like mlx_lm.generate's.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SamplingArgs {
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.0)]
+    temp: f32,
     /// Random seed for sampling.
-    pub seed: u64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Nucleus sampling: keep the most likely tokens up to this mass, in (0, 1].
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Keep only the k most likely tokens (0: off).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Drop tokens less likely than min-p times the most likely one (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    /// Repetition penalty (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    /// A stop string (repeatable): generation ends there and it is not printed.
+    #[arg(long)]
+    stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    /// The generation settings for at most `max_tokens` new tokens; bad
+    /// values are refused here, naming the setting.
+    pub fn config(&self, max_tokens: usize) -> anyhow::Result<GenerationConfig> {
+        let config = GenerationConfig {
+            max_new_tokens: max_tokens,
+            temperature: self.temp,
+            seed: self.seed,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            stop_strings: self.stop.clone(),
+            prefill_step_size: PREFILL_STEP,
+            ..GenerationConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// `--chat-template-args`: a JSON object of extra template variables.
+pub fn template_args(text: Option<&str>) -> anyhow::Result<Map<String, Value>> {
+    let Some(text) = text else {
+        return Ok(Map::new());
+    };
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => bail!("--chat-template-args: expected a JSON object, found {other}"),
+        Err(e) => bail!("--chat-template-args: not valid JSON ({e}): {text}"),
+    }
 }
 
 /// What a generation produced.
 pub struct Generated {
-    /// The new tokens.
+    /// The new tokens (an ending EOS token left out).
     pub tokens: Vec<u32>,
-    /// Their text.
+    /// Their text (a stop string and what follows left out).
     pub text: String,
-    /// "stop" (an end-of-sequence token) or "length" (the budget ran out).
+    /// "stop" (an end-of-sequence token or stop string) or "length" (the budget ran out).
     pub finish_reason: &'static str,
     /// Prompt tokens per second.
     pub prompt_tps: f64,
     /// Generated tokens per second.
     pub generation_tps: f64,
+    /// Peak memory MLX used, in GB.
+    pub peak_memory: f64,
 }
 
-/// Generates after `prompt` (token ids), calling `on_text` with each new
-/// piece of text as soon as it is whole.
+/// Generates after `prompt` (token ids) with forge-core's generation loop
+/// (`config`; the model's EOS ids are added), calling `on_text` with each
+/// new piece of text as soon as it is settled.
 pub fn generate(
     model: &TextModel,
     prompt: &[u32],
-    sampling: Sampling,
+    config: &GenerationConfig,
     mut on_text: impl FnMut(&str),
 ) -> anyhow::Result<Generated> {
+    let mut config = config.clone();
+    for &id in &model.eos_ids {
+        if !config.eos_token_id.contains(&id) {
+            config.eos_token_id.push(id);
+        }
+    }
     let net = model.loaded.model.as_ref();
-    let mut sampler = sampler_for(sampling.temperature, sampling.seed)?;
-    let mut cache = net.new_cache();
-    let started = Instant::now();
-    let mut logits = prefill(net, prompt, &mut cache, PREFILL_STEP)?;
-    let prompt_time = started.elapsed().as_secs_f64();
-    let decode_started = Instant::now();
-    let mut detok = StreamingText::default();
-    let mut tokens = Vec::new();
-    let mut finish_reason = "length";
-    while tokens.len() < sampling.max_tokens {
-        let last = logits.try_index((.., -1, ..))?;
-        let next = ops::reshape(sampler.sample(&last)?, &[-1])?.as_dtype(Dtype::Int32)?;
-        next.eval()?;
-        let token = next.as_slice::<i32>().first().copied().unwrap_or(0) as u32;
-        if model.eos_ids.contains(&token) {
-            finish_reason = "stop";
-            break;
+    let mut out = Generated {
+        tokens: Vec::new(),
+        text: String::new(),
+        finish_reason: "length",
+        prompt_tps: 0.0,
+        generation_tps: 0.0,
+        peak_memory: 0.0,
+    };
+    for response in stream_generate(net, &model.tokenizer, prompt, &config)? {
+        let response = response?;
+        if !response.text.is_empty() {
+            on_text(&response.text);
         }
-        tokens.push(token);
-        let piece = detok.push(&model.tokenizer, &tokens)?;
-        if !piece.is_empty() {
-            on_text(&piece);
+        out.text.push_str(&response.text);
+        let is_eos = config.eos_token_id.contains(&response.token);
+        if !(is_eos && response.finish_reason.is_some()) {
+            out.tokens.push(response.token);
         }
-        if tokens.len() < sampling.max_tokens {
-            logits = prefill(net, &[token], &mut cache, 1)?;
-        }
+        out.finish_reason = response.finish_reason.map_or("length", |r| r.as_str());
+        out.prompt_tps = response.prompt_tps;
+        out.generation_tps = response.generation_tps;
+        out.peak_memory = response.peak_memory;
     }
-    let rest = detok.finish(&model.tokenizer, &tokens)?;
-    if !rest.is_empty() {
-        on_text(&rest);
-    }
-    let decode_time = decode_started.elapsed().as_secs_f64();
-    Ok(Generated {
-        text: model.tokenizer.decode(&tokens, true)?,
-        tokens,
-        finish_reason,
-        prompt_tps: prompt.len() as f64 / prompt_time.max(1e-9),
-        generation_tps: detok.count as f64 / decode_time.max(1e-9),
-    })
-}
-
-/// Turns a growing token list into text increments: decodes everything so
-/// far and hands out what was not handed out yet, holding back a trailing
-/// U+FFFD (a UTF-8 character whose bytes have not all arrived).
-#[derive(Default)]
-pub struct StreamingText {
-    printed: usize,
-    count: usize,
-}
-
-impl StreamingText {
-    /// The new text after `tokens` grew by one.
-    pub fn push(&mut self, tokenizer: &Tokenizer, tokens: &[u32]) -> anyhow::Result<String> {
-        self.count = tokens.len();
-        let text = tokenizer.decode(tokens, true)?;
-        if text.ends_with('\u{fffd}') {
-            return Ok(String::new());
-        }
-        Ok(self.take(text))
-    }
-
-    /// Whatever is left at the end (a held-back character included).
-    pub fn finish(&mut self, tokenizer: &Tokenizer, tokens: &[u32]) -> anyhow::Result<String> {
-        let text = tokenizer.decode(tokens, true)?;
-        Ok(self.take(text))
-    }
-
-    fn take(&mut self, text: String) -> String {
-        let new = text.get(self.printed..).unwrap_or("").to_string();
-        self.printed = text.len().max(self.printed);
-        new
-    }
+    Ok(out)
 }
 
 /// Prints a piece of text at once.

@@ -366,6 +366,90 @@ fn the_gate_fails_when_an_architecture_has_no_golden_case() {
     assert!(ok, "{stderr}");
 }
 
+/// The tiny model of the generation cases, with its byte-level tokenizer.
+fn tiny_model() -> String {
+    golden()
+        .join("gen-greedy-processors/model")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn generate_stops_at_a_stop_string_and_never_prints_it() {
+    let model = tiny_model();
+    let args = [
+        "generate",
+        "--model",
+        &model,
+        "--prompt",
+        "hi",
+        "--max-tokens",
+        "8",
+        "--verbose",
+    ];
+    let (ok, stdout, stderr) = forge(&args);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("generation: 8 tokens") && stderr.contains("finish: length"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("peak memory: "), "{stderr}");
+    let text = stdout.trim_end_matches('\n').to_string();
+    let chars: Vec<char> = text.chars().collect();
+    assert!(chars.len() >= 4, "{text:?}");
+    let stop: String = chars[2..4].iter().collect();
+    let want = &text[..text.find(&stop).unwrap()];
+    let (ok, stopped, stderr) = forge(&[&args[..], &["--stop", &stop]].concat());
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stopped.trim_end_matches('\n'),
+        want,
+        "stop {stop:?} in {text:?}"
+    );
+    assert!(stderr.contains("finish: stop"), "{stderr}");
+}
+
+#[test]
+fn malformed_sampling_flags_are_refused_by_name() {
+    let model = tiny_model();
+    let base = ["generate", "--model", &model, "--prompt", "hi"];
+    for (flags, message) in [
+        (&["--top-p", "1.5"][..], "top_p"),
+        (&["--temp=-1"][..], "temperature"),
+        (&["--stop", ""][..], "stop_strings"),
+        (
+            &["--chat-template", "--chat-template-args", "[1]"][..],
+            "expected a JSON object",
+        ),
+    ] {
+        let (ok, _, stderr) = forge(&[&base[..], flags].concat());
+        assert!(!ok && stderr.contains(message), "{flags:?}: {stderr}");
+    }
+}
+
+#[test]
+fn chat_with_sampling_flags_answers_each_message() {
+    let model = tiny_model();
+    let (ok, stdout, stderr) = forge_with_input(
+        &[
+            "chat",
+            "--model",
+            &model,
+            "--max-tokens",
+            "4",
+            "--temp",
+            "0.8",
+            "--top-k",
+            "5",
+            "--seed",
+            "3",
+        ],
+        "hello\nagain\n/exit\n",
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.matches(">> ").count(), 3, "{stdout}");
+}
+
 #[test]
 fn inspect_reads_a_gguf_and_counts_its_logical_parameters() {
     let gguf = forge_core_model_path();

@@ -1,11 +1,25 @@
-//! Token generation. For now: greedy decoding through the cache, with
-//! prefill in chunks; the full generation runtime builds on this.
+//! Token generation: prefill in chunks, then a decode loop that queues the
+//! next forward pass (MLX async eval) before the current token is handed
+//! out; logits processors and a sampler ([`GenerationConfig`]); EOS ids,
+//! `max_new_tokens` and stop strings end it; a streaming detokenizer turns
+//! tokens into text.
+//!
+//! Three levels: [`TokenGenerator`] (tokens and log-probabilities),
+//! [`stream_generate`] (text pieces with statistics and a finish reason),
+//! [`generate`] (the whole text).
 
-use mlx_rs::{ops, Array};
+use std::time::{Duration, Instant};
+
+use mlx_rs::{ops, transforms, Array, Dtype};
 
 use crate::cache::KvCache;
+use crate::detokenizer::{StopStrings, StreamingDetokenizer};
 use crate::error::{Error, Result};
+use crate::generation_config::GenerationConfig;
+use crate::logits_processors::LogitsProcessor;
 use crate::model::{ForwardOptions, Model, ModelInput};
+use crate::sampler::TokenSampler;
+use crate::tokenizer::Tokenizer;
 
 /// Runs `tokens` (one sequence) through the model in chunks of at most
 /// `chunk` positions, filling `cache`, and returns the logits of every
@@ -16,29 +30,46 @@ pub fn prefill(
     cache: &mut [Box<dyn KvCache>],
     chunk: usize,
 ) -> Result<Array> {
-    if tokens.is_empty() {
-        return Err(Error::InvalidInput {
-            expected: "a prompt of at least one token".into(),
-            found: "an empty prompt".into(),
-        });
-    }
-    check_context(model, cache, tokens.len())?;
+    non_empty(tokens)?;
     let mut pieces = Vec::new();
     for piece in tokens.chunks(chunk.max(1)) {
-        let ids = token_array(piece);
-        let out = model.forward(
-            &ModelInput::Tokens(ids),
-            Some(cache),
-            &ForwardOptions::default(),
-        )?;
-        let logits = out.logits.ok_or_else(|| Error::InvalidInput {
-            expected: "a causal LM (logits)".into(),
-            found: "a model without logits".into(),
-        })?;
+        let logits = forward_logits(model, piece, cache)?;
         logits.eval()?;
         pieces.push(logits);
     }
     Ok(ops::concatenate(&pieces, 1)?)
+}
+
+fn non_empty(tokens: &[u32]) -> Result<()> {
+    if tokens.is_empty() {
+        return Err(empty_prompt());
+    }
+    Ok(())
+}
+
+fn empty_prompt() -> Error {
+    Error::InvalidInput {
+        expected: "a prompt of at least one token".into(),
+        found: "an empty prompt".into(),
+    }
+}
+
+/// One forward pass over `tokens` through the cache: `[1, T, vocab]` logits.
+fn forward_logits(
+    model: &dyn Model,
+    tokens: &[u32],
+    cache: &mut [Box<dyn KvCache>],
+) -> Result<Array> {
+    check_context(model, cache, tokens.len())?;
+    let out = model.forward(
+        &ModelInput::Tokens(token_array(tokens)),
+        Some(cache),
+        &ForwardOptions::default(),
+    )?;
+    out.logits.ok_or_else(|| Error::InvalidInput {
+        expected: "a causal LM (logits)".into(),
+        found: "a model without logits".into(),
+    })
 }
 
 /// Greedy decoding: exactly `max_new_tokens` new tokens after `prompt`
@@ -72,13 +103,7 @@ pub fn token_array(tokens: &[u32]) -> Array {
 
 /// The argmax of the last position of `[1, T, vocab]` logits.
 fn last_argmax(logits: &Array) -> Result<u32> {
-    let t = logits.dim(1);
-    let parts = logits.split_at_indices(&[t - 1], 1)?;
-    let last = parts.last().ok_or_else(|| Error::InvalidInput {
-        expected: "logits with at least one position".into(),
-        found: format!("shape {:?}", logits.shape()),
-    })?;
-    let id = ops::indexing::argmax_axis(last.reshape(&[-1])?, -1, false)?;
+    let id = ops::indexing::argmax_axis(last_row(logits)?, -1, false)?;
     id.eval()?;
     Ok(id.as_slice::<u32>().first().copied().unwrap_or(0))
 }
@@ -94,4 +119,355 @@ fn check_context(model: &dyn Model, cache: &[Box<dyn KvCache>], new: usize) -> R
         }
     }
     Ok(())
+}
+
+/// Runs `tokens` through the model in chunks of at most `chunk` positions,
+/// filling `cache`, and returns the logits of the last position, `[vocab]`
+/// (not yet evaluated).
+fn prefill_last(
+    model: &dyn Model,
+    tokens: &[u32],
+    cache: &mut [Box<dyn KvCache>],
+    chunk: usize,
+) -> Result<Array> {
+    let pieces: Vec<&[u32]> = tokens.chunks(chunk.max(1)).collect();
+    let Some((last, rest)) = pieces.split_last() else {
+        return Err(empty_prompt());
+    };
+    for piece in rest {
+        forward_logits(model, piece, cache)?;
+        // Evaluating the cache frees each chunk's activations before the next.
+        let state: Vec<Array> = cache.iter().flat_map(|c| c.state()).collect();
+        transforms::eval(&state)?;
+    }
+    forward_tokens(model, last, cache)
+}
+
+/// One forward pass over `tokens`; the logits of the last position, `[vocab]`.
+fn forward_tokens(
+    model: &dyn Model,
+    tokens: &[u32],
+    cache: &mut [Box<dyn KvCache>],
+) -> Result<Array> {
+    let logits = forward_logits(model, tokens, cache)?;
+    last_row(&logits)
+}
+
+/// The last position of `[1, T, vocab]` logits, as `[vocab]`.
+fn last_row(logits: &Array) -> Result<Array> {
+    let t = logits.dim(1);
+    let parts = logits.split_at_indices(&[t - 1], 1)?;
+    let last = parts.last().ok_or_else(|| Error::InvalidInput {
+        expected: "logits with at least one position".into(),
+        found: format!("shape {:?}", logits.shape()),
+    })?;
+    Ok(last.reshape(&[-1])?)
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An EOS id or a stop string.
+    Stop,
+    /// `max_new_tokens` reached.
+    Length,
+}
+
+impl FinishReason {
+    /// "stop" or "length", as mlx-lm and OpenAI spell them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+impl std::fmt::Display for FinishReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One generated token.
+#[derive(Debug, Clone)]
+pub struct GeneratedToken {
+    /// The token id.
+    pub token: u32,
+    /// Log-probabilities over the vocabulary after the logits processors
+    /// (before the warpers).
+    pub logprobs: Vec<f32>,
+    /// Set on the last token: an EOS id ("stop") or the length limit.
+    pub finish_reason: Option<FinishReason>,
+}
+
+/// Generates tokens one at a time for one sequence. While the caller works
+/// on a token, the forward pass for the next one is already running.
+pub struct TokenGenerator<'m> {
+    model: &'m dyn Model,
+    cache: Vec<Box<dyn KvCache>>,
+    processors: Vec<Box<dyn LogitsProcessor>>,
+    sampler: TokenSampler,
+    tokens: Vec<u32>,
+    prompt_len: usize,
+    max_new_tokens: usize,
+    eos: Vec<u32>,
+    pending: Option<Array>,
+    prompt_time: Duration,
+}
+
+impl<'m> TokenGenerator<'m> {
+    /// Prefills `prompt` (in chunks of `config.prefill_step_size`) and queues
+    /// the first step. Invalid settings are refused before any work.
+    pub fn new(model: &'m dyn Model, prompt: &[u32], config: &GenerationConfig) -> Result<Self> {
+        let cache = model.new_cache();
+        Self::with_cache(model, cache, prompt, config)
+    }
+
+    /// Like [`TokenGenerator::new`] with a cache that may already hold a
+    /// prefix of the conversation; `prompt` holds only the new tokens.
+    pub fn with_cache(
+        model: &'m dyn Model,
+        mut cache: Vec<Box<dyn KvCache>>,
+        prompt: &[u32],
+        config: &GenerationConfig,
+    ) -> Result<Self> {
+        config.validate()?;
+        let vocab = model.vocab_size();
+        if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::InvalidInput {
+                expected: format!("prompt token ids below the vocabulary size {vocab}"),
+                found: bad.to_string(),
+            });
+        }
+        let processors = config.processors(prompt.len())?;
+        let sampler = config.sampler()?;
+        let start = Instant::now();
+        let logits = prefill_last(model, prompt, &mut cache, config.prefill_step_size)?;
+        logits.eval()?;
+        Ok(TokenGenerator {
+            model,
+            cache,
+            processors,
+            sampler,
+            tokens: prompt.to_vec(),
+            prompt_len: prompt.len(),
+            max_new_tokens: config.max_new_tokens,
+            eos: config.eos_token_id.clone(),
+            pending: (config.max_new_tokens > 0).then_some(logits),
+            prompt_time: start.elapsed(),
+        })
+    }
+
+    /// How long the prefill took.
+    pub fn prompt_time(&self) -> Duration {
+        self.prompt_time
+    }
+
+    /// Number of prompt tokens.
+    pub fn prompt_len(&self) -> usize {
+        self.prompt_len
+    }
+
+    /// Prompt then generated tokens.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// The cache (e.g. to save it as a prompt cache).
+    pub fn cache(&self) -> &[Box<dyn KvCache>] {
+        &self.cache
+    }
+
+    /// The next token, or `None` once generation has finished.
+    pub fn next_token(&mut self) -> Result<Option<GeneratedToken>> {
+        let Some(logits) = self.pending.take() else {
+            return Ok(None);
+        };
+        let mut scores = to_host(&logits)?;
+        for processor in &mut self.processors {
+            processor.process(&self.tokens, &mut scores)?;
+        }
+        let logprobs = log_softmax(&scores);
+        let token = self.sampler.pick(&self.tokens, &mut scores)?;
+        self.tokens.push(token);
+        let generated = self.tokens.len() - self.prompt_len;
+        let finish_reason = if self.eos.contains(&token) {
+            Some(FinishReason::Stop)
+        } else if generated >= self.max_new_tokens {
+            Some(FinishReason::Length)
+        } else {
+            None
+        };
+        if finish_reason.is_none() {
+            // Queue the next step before handing this token out.
+            let next = forward_tokens(self.model, &[token], &mut self.cache)?;
+            transforms::async_eval([&next])?;
+            self.pending = Some(next);
+        }
+        Ok(Some(GeneratedToken {
+            token,
+            logprobs,
+            finish_reason,
+        }))
+    }
+}
+
+impl Iterator for TokenGenerator<'_> {
+    type Item = Result<GeneratedToken>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_token().transpose()
+    }
+}
+
+/// One row of logits as f32 on the host.
+fn to_host(logits: &Array) -> Result<Vec<f32>> {
+    let row = logits.as_dtype(Dtype::Float32)?;
+    row.eval()?;
+    Ok(row.as_slice::<f32>().to_vec())
+}
+
+/// log(softmax(scores)), in f32 (−∞ stays −∞).
+pub fn log_softmax(scores: &[f32]) -> Vec<f32> {
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return scores.to_vec();
+    }
+    let total: f64 = scores.iter().map(|&s| ((s - max) as f64).exp()).sum();
+    let log_total = total.ln() as f32 + max;
+    scores.iter().map(|&s| s - log_total).collect()
+}
+
+/// One step of [`stream_generate`]: the new text and the running statistics.
+#[derive(Debug, Clone)]
+pub struct GenerationResponse {
+    /// Text settled by this step (may be empty: half a character, or the
+    /// possible start of a stop string, is held back).
+    pub text: String,
+    /// The token of this step.
+    pub token: u32,
+    /// Log-probabilities over the vocabulary for this step.
+    pub logprobs: Vec<f32>,
+    /// Number of prompt tokens.
+    pub prompt_tokens: usize,
+    /// Prompt tokens per second (prefill).
+    pub prompt_tps: f64,
+    /// Tokens generated so far.
+    pub generation_tokens: usize,
+    /// Generated tokens per second since the prefill ended.
+    pub generation_tps: f64,
+    /// Peak memory MLX has used, in GB.
+    pub peak_memory: f64,
+    /// Set on the last response.
+    pub finish_reason: Option<FinishReason>,
+}
+
+/// Streams text from a prompt of token ids: one [`GenerationResponse`] per
+/// generated token. Stop strings end the stream and are never part of the
+/// text; an EOS token ends it without adding text.
+pub struct TextStream<'m, 't> {
+    generator: TokenGenerator<'m>,
+    detokenizer: StreamingDetokenizer<'t>,
+    stops: StopStrings,
+    emitted: usize,
+    started: Instant,
+    finished: bool,
+}
+
+/// Starts streaming generation (see [`TextStream`]).
+pub fn stream_generate<'m, 't>(
+    model: &'m dyn Model,
+    tokenizer: &'t Tokenizer,
+    prompt: &[u32],
+    config: &GenerationConfig,
+) -> Result<TextStream<'m, 't>> {
+    let generator = TokenGenerator::new(model, prompt, config)?;
+    Ok(TextStream {
+        generator,
+        detokenizer: StreamingDetokenizer::new(tokenizer),
+        stops: StopStrings::new(&config.stop_strings),
+        emitted: 0,
+        started: Instant::now(),
+        finished: false,
+    })
+}
+
+/// Generates the whole text for a prompt of token ids.
+pub fn generate(
+    model: &dyn Model,
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    config: &GenerationConfig,
+) -> Result<String> {
+    let mut text = String::new();
+    for response in stream_generate(model, tokenizer, prompt, config)? {
+        text.push_str(&response?.text);
+    }
+    Ok(text)
+}
+
+impl TextStream<'_, '_> {
+    /// The next response, or `None` when generation has finished.
+    pub fn next_response(&mut self) -> Result<Option<GenerationResponse>> {
+        if self.finished {
+            return Ok(None);
+        }
+        let Some(step) = self.generator.next_token()? else {
+            self.finished = true;
+            return Ok(None);
+        };
+        let mut finish_reason = step.finish_reason;
+        let is_eos = finish_reason == Some(FinishReason::Stop);
+        if !is_eos {
+            self.detokenizer.push(step.token)?;
+        }
+        let text = self.detokenizer.text();
+        let end = if let Some(at) = self.stops.find(text) {
+            finish_reason = Some(FinishReason::Stop);
+            at
+        } else if finish_reason.is_some() {
+            text.len()
+        } else {
+            self.stops
+                .safe_len(text)
+                .min(self.detokenizer.settled_len())
+        };
+        let piece = text
+            .get(self.emitted.min(end)..end)
+            .unwrap_or_default()
+            .to_string();
+        self.emitted = self.emitted.max(end);
+        self.finished = finish_reason.is_some();
+        let generation_tokens = self.generator.tokens().len() - self.generator.prompt_len();
+        let prompt_tokens = self.generator.prompt_len();
+        Ok(Some(GenerationResponse {
+            text: piece,
+            token: step.token,
+            logprobs: step.logprobs,
+            prompt_tokens,
+            prompt_tps: per_second(prompt_tokens, self.generator.prompt_time()),
+            generation_tokens,
+            generation_tps: per_second(generation_tokens, self.started.elapsed()),
+            peak_memory: mlx_rs::memory::peak_memory().unwrap_or(0) as f64 / 1e9,
+            finish_reason,
+        }))
+    }
+}
+
+impl Iterator for TextStream<'_, '_> {
+    type Item = Result<GenerationResponse>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_response().transpose()
+    }
+}
+
+fn per_second(count: usize, time: Duration) -> f64 {
+    let seconds = time.as_secs_f64();
+    if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    }
 }

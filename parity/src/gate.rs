@@ -81,6 +81,10 @@ impl std::fmt::Display for CoverageProblem {
     }
 }
 
+/// The `arch` of generation conformance cases (logits processors, HF
+/// `generate()` token sequences): they check the shared runtime.
+pub const GENERATION_ARCH: &str = "generation";
+
 /// Matches cases to architectures. `cases` are case folders (each holding
 /// `manifest.json`); the result is empty when every architecture has a case
 /// and every case an architecture.
@@ -89,6 +93,8 @@ pub fn coverage_problems(cases: &[PathBuf], archs: &[GateArch]) -> Vec<CoverageP
     let mut covered = vec![false; archs.len()];
     for case in cases {
         match case_arch(case) {
+            // Generation conformance cases check the runtime, not an architecture.
+            Ok(arch) if arch == GENERATION_ARCH => {}
             Ok(arch) => match archs.iter().position(|a| a.serves(&arch)) {
                 Some(i) => covered[i] = true,
                 None => problems.push(CoverageProblem::Unregistered {

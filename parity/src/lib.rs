@@ -11,6 +11,7 @@
 pub mod compare;
 pub mod error;
 pub mod gate;
+mod generation;
 pub mod manifest;
 pub mod report;
 pub mod run;

@@ -59,6 +59,14 @@ pub struct Manifest {
     /// Where the weights come from when `model/` is not committed.
     #[serde(default)]
     pub model_source: Option<ModelSource>,
+    /// What the case checks: a model against HF (absent or "model"), HF's
+    /// logits processors ("logits_processors"), or HF `generate()` token
+    /// sequences ("generate").
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The items of a generation case (settings and the tensors they name).
+    #[serde(default)]
+    pub items: Vec<serde_json::Value>,
 }
 
 /// Where a case's weights come from when they are too large to commit.

@@ -65,6 +65,28 @@ impl CaseReport {
     }
 }
 
+impl CaseReport {
+    /// Adds a row for an exact match of token sequences: how many leading
+    /// tokens agree out of the expected count.
+    pub(crate) fn push_exact(
+        &mut self,
+        check: &str,
+        matching: usize,
+        expected: usize,
+        pass: bool,
+        note: String,
+    ) {
+        self.push(
+            check,
+            "exact",
+            format!("{matching}/{expected}"),
+            "all".into(),
+            pass,
+            note,
+        );
+    }
+}
+
 /// Formats an error value the way the table shows it.
 pub fn sci(v: f64) -> String {
     if v == 0.0 {

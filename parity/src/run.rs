@@ -10,6 +10,7 @@ use forge_core::{load_model_dir, LoadOptions, Model};
 
 use crate::compare::{compare, to_f64, Errors};
 use crate::error::{ParityError, Result};
+use crate::generation;
 use crate::manifest::{Manifest, Tolerance};
 use crate::report::{sci, CaseReport};
 use crate::vision;
@@ -81,6 +82,19 @@ fn run_checks(
     options: &RunOptions,
     report: &mut CaseReport,
 ) -> Result<()> {
+    match manifest.kind.as_deref() {
+        None | Some("model") => {}
+        Some("logits_processors") => return generation::run_processors(dir, manifest, report),
+        Some("generate") => return generation::run_generate(dir, manifest, report),
+        Some(other) => {
+            return Err(ParityError::Case {
+                path: dir.join("manifest.json"),
+                message: format!(
+                    "unknown case kind `{other}` (expected model, logits_processors or generate)"
+                ),
+            })
+        }
+    }
     let model_dir = dir.join("model");
     let mut loaded = match &manifest.model_source {
         _ if model_dir.is_dir() => load_model_dir(&model_dir, &LoadOptions::strict())?,
@@ -363,14 +377,7 @@ fn check_greedy(
     } else {
         format!("first difference at token {matching}: got {got:?}, expected {want:?}")
     };
-    report.push(
-        "greedy_tokens",
-        "exact",
-        format!("{matching}/{}", want.len()),
-        "all".into(),
-        pass,
-        note,
-    );
+    report.push_exact("greedy_tokens", matching, want.len(), pass, note);
     Ok(())
 }
 

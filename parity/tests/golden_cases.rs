@@ -21,6 +21,9 @@ fn every_committed_case_passes() {
     let table = render_table(&reports);
     for report in &reports {
         assert!(report.passed(), "case {} failed:\n{table}", report.case);
+        if report.arch == "generation" {
+            continue; // generation conformance cases have rows of their own
+        }
         let vision = report.rows.iter().any(|r| r.check == "last_hidden_state");
         let required: &[&str] = if vision {
             &["pixel_values", "last_hidden_state", "hidden_states"]
