@@ -1,6 +1,7 @@
 //! `forge`: parity checks, model inspection and generation from the command line.
 
 mod chat;
+mod embed_image;
 mod harmony;
 mod inspect;
 mod plugins;
@@ -58,6 +59,14 @@ enum Command {
     },
     /// List the registered architectures.
     Archs,
+    /// Print the pooled embedding of an image from a vision encoder (JSON array).
+    EmbedImage {
+        /// A vision model folder (with preprocessor_config.json) or hub id.
+        #[arg(long)]
+        model: String,
+        /// A PNG or JPEG file.
+        image: PathBuf,
+    },
     /// Generate text from a prompt, streamed as it is produced.
     Generate {
         /// A model folder, .gguf file or hub id (default: SmolLM2-135M-Instruct, fetched by setup).
@@ -120,6 +129,7 @@ fn main() -> ExitCode {
             context,
             dtype,
         } => inspect::run(&model, context, &dtype).map(|()| true),
+        Command::EmbedImage { model, image } => embed_image::run(&model, &image).map(|()| true),
         Command::Archs => {
             for arch in forge_core::registry::list() {
                 let aliases = if arch.aliases.is_empty() {

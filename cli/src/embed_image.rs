@@ -1,0 +1,36 @@
+//! `forge embed-image`: an image through a vision encoder's preprocessing
+//! and tower, printing the pooled embedding.
+
+use std::path::Path;
+
+use anyhow::Context;
+use forge_core::mlx_rs::Dtype;
+use forge_core::model::{ForwardOptions, ModelInput, ModelKind};
+use forge_vision::ImageProcessor;
+
+/// Loads the encoder in `model`, embeds `image` and prints the pooled
+/// output as a JSON array on stdout.
+pub fn run(model: &str, image: &Path) -> anyhow::Result<()> {
+    let loaded = forge_core::load_model(model, &forge_core::LoadOptions::default())?;
+    if loaded.model.kind() != ModelKind::Encoder {
+        anyhow::bail!(
+            "{}: `{}` is not a vision encoder (embed-image needs one, e.g. clip_vision_model)",
+            loaded.dir.display(),
+            loaded.architecture.model_type
+        );
+    }
+    let processor = ImageProcessor::from_dir(&loaded.dir)?;
+    let pixels = processor.preprocess_files(&[image.to_path_buf()])?;
+    let output = loaded.model.forward(
+        &ModelInput::Pixels(pixels),
+        None,
+        &ForwardOptions::default(),
+    )?;
+    let pooled = output
+        .pooler_output
+        .with_context(|| format!("{}: the model has no pooled output", loaded.dir.display()))?
+        .as_dtype(Dtype::Float32)?;
+    pooled.eval()?;
+    println!("{}", serde_json::to_string(pooled.as_slice::<f32>())?);
+    Ok(())
+}
