@@ -169,11 +169,14 @@ fn hf_name(base: &str) -> Option<String> {
 }
 
 /// Loads every tensor through MLX, under HF names, with the query and key
-/// rows un-permuted. Quantized matrices stay quantized unless `dequantize`,
+/// rows un-permuted (head counts from `config`, see [`config_json`]). Quantized matrices stay quantized unless `dequantize`,
 /// in which case they become float32. Scales and biases are float32 (they
 /// are stored as f16, and float32 holds them exactly).
-pub fn load_tensors(header: &GgufHeader, dequantize: bool) -> Result<TensorMap> {
-    let config = config_json(header)?;
+pub fn load_tensors(
+    header: &GgufHeader,
+    config: &Map<String, Value>,
+    dequantize: bool,
+) -> Result<TensorMap> {
     let heads = config["num_attention_heads"].as_u64().unwrap_or(1) as i32;
     let kv_heads = config["num_key_value_heads"].as_u64().unwrap_or(1) as i32;
 
@@ -244,7 +247,7 @@ pub fn read_checkpoint(
 ) -> Result<(GgufHeader, Map<String, Value>, TensorMap)> {
     let header = GgufHeader::read(path)?;
     let config = config_json(&header)?;
-    let tensors = load_tensors(&header, dequantize)?;
+    let tensors = load_tensors(&header, &config, dequantize)?;
     Ok((header, config, tensors))
 }
 
