@@ -614,6 +614,10 @@ import gptoss_cases  # noqa: E402
 
 CASES.update(gptoss_cases.register(sys.modules[__name__]))
 
+import cache_cases  # noqa: E402
+
+CASES.update(cache_cases.register(sys.modules[__name__]))
+
 from vision_cases import VISION_CASES  # noqa: E402  (cases with their own build())
 
 CASES.update(VISION_CASES)

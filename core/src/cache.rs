@@ -5,9 +5,54 @@
 //! keeps a compressed latent and a rope key), and a cache may keep only a
 //! window (rotating) or quantize what it stores.
 
+use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::{ops, Array};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::mask::KeyLayout;
+use crate::quantized_cache::QuantizedKvCache;
+
+/// What kind of cache a layer has, with the settings that shape its state
+/// (saved with a prompt cache and checked when one is loaded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheKind {
+    /// Every position, full precision ([`StandardCache`]).
+    Standard,
+    /// A window of recent positions plus `keep` first ones
+    /// ([`crate::rotating_cache::RotatingCache`]).
+    Rotating {
+        /// Positions kept at most.
+        max_size: usize,
+        /// The first positions, never evicted.
+        keep: usize,
+    },
+    /// Every position, quantized ([`QuantizedKvCache`]).
+    Quantized {
+        /// Bits per element.
+        bits: i32,
+        /// Elements per scale and bias.
+        group_size: i32,
+    },
+    /// A cache of a plugin's own (e.g. an MLA latent cache), by name.
+    Other(String),
+}
+
+impl std::fmt::Display for CacheKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheKind::Standard => f.write_str("standard"),
+            CacheKind::Rotating { max_size, keep } => {
+                write!(f, "rotating(max_size={max_size}, keep={keep})")
+            }
+            CacheKind::Quantized { bits, group_size } => {
+                write!(f, "quantized(bits={bits}, group_size={group_size})")
+            }
+            CacheKind::Other(name) => f.write_str(name),
+        }
+    }
+}
 
 /// A per-layer attention cache.
 pub trait KvCache {
@@ -29,6 +74,25 @@ pub trait KvCache {
 
     /// Restores tensors saved by [`KvCache::state`] with `offset` positions.
     fn set_state(&mut self, state: Vec<Array>, offset: usize) -> Result<()>;
+
+    /// The kind of cache and its settings.
+    fn kind(&self) -> CacheKind {
+        CacheKind::Other(std::any::type_name::<Self>().to_string())
+    }
+
+    /// Which positions the keys returned by the next
+    /// [`KvCache::update_and_fetch`] of `new` positions stand for, so the
+    /// attention mask can be built before the update (see [`crate::mask`]).
+    /// The default: every position from 0, in order.
+    fn key_layout(&self, new: usize) -> KeyLayout {
+        KeyLayout::contiguous(self.offset() + new)
+    }
+
+    /// The same content as a quantized cache (mlx-lm's `to_quantized`), or
+    /// `None` when this kind does not convert (then it stays as it is).
+    fn to_quantized(&self, _bits: i32, _group_size: i32) -> Result<Option<Box<dyn KvCache>>> {
+        Ok(None)
+    }
 }
 
 /// The standard cache: keeps every position, growing along the time axis.
@@ -48,13 +112,7 @@ impl StandardCache {
 
 impl KvCache for StandardCache {
     fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
-        let new = keys.dim(2) as usize;
-        if values.dim(2) as usize != new {
-            return Err(Error::InvalidInput {
-                expected: format!("values with {new} positions like the keys"),
-                found: format!("{} positions", values.dim(2)),
-            });
-        }
+        let new = check_new(keys, values)?;
         let (k, v) = match (&self.keys, &self.values) {
             (Some(k), Some(v)) => (
                 ops::concatenate(&[k.clone(), keys.clone()], 2)?,
@@ -78,27 +136,10 @@ impl KvCache for StandardCache {
 
     fn trim(&mut self, n: usize) -> usize {
         let n = n.min(self.offset);
-        if n == 0 {
-            return 0;
-        }
-        let keep = (self.offset - n) as i32;
-        let cut = |a: &Array| -> Option<Array> {
-            a.split_at_indices(&[keep], 2).ok().and_then(|mut parts| {
-                if parts.is_empty() {
-                    None
-                } else {
-                    Some(parts.swap_remove(0))
-                }
-            })
-        };
-        if keep == 0 {
-            self.keys = None;
-            self.values = None;
-        } else {
-            self.keys = self.keys.as_ref().and_then(cut);
-            self.values = self.values.as_ref().and_then(cut);
-        }
-        self.offset -= n;
+        let keep = self.offset - n;
+        self.keys = first_positions(self.keys.as_ref(), keep);
+        self.values = first_positions(self.values.as_ref(), keep);
+        self.offset = keep;
         n
     }
 
@@ -107,6 +148,18 @@ impl KvCache for StandardCache {
             (Some(k), Some(v)) => vec![k.clone(), v.clone()],
             _ => Vec::new(),
         }
+    }
+
+    fn kind(&self) -> CacheKind {
+        CacheKind::Standard
+    }
+
+    fn to_quantized(&self, bits: i32, group_size: i32) -> Result<Option<Box<dyn KvCache>>> {
+        let mut quantized = QuantizedKvCache::new(bits, group_size)?;
+        if let (Some(k), Some(v)) = (&self.keys, &self.values) {
+            quantized.update_and_fetch(k, v)?;
+        }
+        Ok(Some(Box::new(quantized)))
     }
 
     fn set_state(&mut self, state: Vec<Array>, offset: usize) -> Result<()> {
@@ -133,4 +186,26 @@ impl KvCache for StandardCache {
             }),
         }
     }
+}
+
+/// Positions `start..end` (axis 2) of a `[B, heads, T, dim]` array.
+pub(crate) fn positions(x: &Array, start: usize, end: usize) -> Result<Array> {
+    Ok(x.try_index((.., .., start as i32..end as i32))?)
+}
+
+/// The first `n` positions of a stored tensor (`None` for none).
+pub(crate) fn first_positions(x: Option<&Array>, n: usize) -> Option<Array> {
+    x.filter(|_| n > 0).and_then(|a| positions(a, 0, n).ok())
+}
+
+/// Checks that `keys` and `values` hold the same number of new positions.
+pub(crate) fn check_new(keys: &Array, values: &Array) -> Result<usize> {
+    let new = keys.dim(2) as usize;
+    if values.dim(2) as usize != new {
+        return Err(Error::InvalidInput {
+            expected: format!("values with {new} positions like the keys"),
+            found: format!("{} positions", values.dim(2)),
+        });
+    }
+    Ok(new)
 }

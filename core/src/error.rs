@@ -81,6 +81,16 @@ pub enum Error {
         known: Vec<String>,
     },
 
+    /// A saved prompt cache cannot be used: corrupt metadata, or made for
+    /// another model or other cache settings.
+    #[error("{path}: prompt cache: {message}")]
+    PromptCache {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the layer and what was expected and found.
+        message: String,
+    },
+
     /// A safetensors file is malformed (bad header, truncated data...).
     #[error("{path}: not a valid safetensors file: {message}")]
     Safetensors {

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::generation_config::GenerationConfig;
 use crate::logits_processors::LogitsProcessor;
 use crate::model::{ForwardOptions, Model, ModelInput};
+use crate::prompt_cache::{cache_for, quantize_for};
 use crate::sampler::TokenSampler;
 use crate::tokenizer::Tokenizer;
 
@@ -124,23 +125,27 @@ fn check_context(model: &dyn Model, cache: &[Box<dyn KvCache>], new: usize) -> R
 /// Runs `tokens` through the model in chunks of at most `chunk` positions,
 /// filling `cache`, and returns the logits of the last position, `[vocab]`
 /// (not yet evaluated).
+/// The KV cache is quantized as `config` asks after each pass.
 fn prefill_last(
     model: &dyn Model,
     tokens: &[u32],
     cache: &mut [Box<dyn KvCache>],
-    chunk: usize,
+    config: &GenerationConfig,
 ) -> Result<Array> {
-    let pieces: Vec<&[u32]> = tokens.chunks(chunk.max(1)).collect();
+    let pieces: Vec<&[u32]> = tokens.chunks(config.prefill_step_size.max(1)).collect();
     let Some((last, rest)) = pieces.split_last() else {
         return Err(empty_prompt());
     };
     for piece in rest {
         forward_logits(model, piece, cache)?;
+        quantize_for(cache, config)?;
         // Evaluating the cache frees each chunk's activations before the next.
         let state: Vec<Array> = cache.iter().flat_map(|c| c.state()).collect();
         transforms::eval(&state)?;
     }
-    forward_tokens(model, last, cache)
+    let logits = forward_tokens(model, last, cache)?;
+    quantize_for(cache, config)?;
+    Ok(logits)
 }
 
 /// One forward pass over `tokens`; the logits of the last position, `[vocab]`.
@@ -214,13 +219,14 @@ pub struct TokenGenerator<'m> {
     eos: Vec<u32>,
     pending: Option<Array>,
     prompt_time: Duration,
+    config: GenerationConfig,
 }
 
 impl<'m> TokenGenerator<'m> {
     /// Prefills `prompt` (in chunks of `config.prefill_step_size`) and queues
     /// the first step. Invalid settings are refused before any work.
     pub fn new(model: &'m dyn Model, prompt: &[u32], config: &GenerationConfig) -> Result<Self> {
-        let cache = model.new_cache();
+        let cache = cache_for(model, config)?;
         Self::with_cache(model, cache, prompt, config)
     }
 
@@ -243,7 +249,7 @@ impl<'m> TokenGenerator<'m> {
         let processors = config.processors(prompt.len())?;
         let sampler = config.sampler()?;
         let start = Instant::now();
-        let logits = prefill_last(model, prompt, &mut cache, config.prefill_step_size)?;
+        let logits = prefill_last(model, prompt, &mut cache, config)?;
         logits.eval()?;
         Ok(TokenGenerator {
             model,
@@ -256,6 +262,7 @@ impl<'m> TokenGenerator<'m> {
             eos: config.eos_token_id.clone(),
             pending: (config.max_new_tokens > 0).then_some(logits),
             prompt_time: start.elapsed(),
+            config: config.clone(),
         })
     }
 
@@ -302,6 +309,7 @@ impl<'m> TokenGenerator<'m> {
         if finish_reason.is_none() {
             // Queue the next step before handing this token out.
             let next = forward_tokens(self.model, &[token], &mut self.cache)?;
+            quantize_for(&mut self.cache, &self.config)?;
             transforms::async_eval([&next])?;
             self.pending = Some(next);
         }

@@ -91,6 +91,15 @@ pub struct GenerationConfig {
     pub seed: u64,
     /// Prompt positions per forward pass while prefilling.
     pub prefill_step_size: usize,
+    /// Bound every standard layer's cache to this many positions (a
+    /// rotating cache keeping the first 4; mlx-lm's `max_kv_size`).
+    pub max_kv_size: Option<usize>,
+    /// Quantize the KV cache to this many bits (mlx-lm's `kv_bits`).
+    pub kv_bits: Option<i32>,
+    /// Elements per scale and bias of the quantized KV cache.
+    pub kv_group_size: i32,
+    /// Quantize the cache once it holds this many positions.
+    pub quantized_kv_start: usize,
 }
 
 impl Default for GenerationConfig {
@@ -122,6 +131,10 @@ impl Default for GenerationConfig {
             stop_strings: Vec::new(),
             seed: 0,
             prefill_step_size: 2048,
+            max_kv_size: None,
+            kv_bits: None,
+            kv_group_size: 64,
+            quantized_kv_start: 0,
         }
     }
 }
@@ -212,6 +225,7 @@ impl GenerationConfig {
             return Err(bad("prefill_step_size", "at least 1", 0));
         }
         ForcedTokens::new(0, &self.forced_decoder_ids)?;
+        crate::prompt_cache::check_cache_settings(self)?;
         Ok(())
     }
 

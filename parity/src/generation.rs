@@ -177,3 +177,101 @@ pub(crate) fn run_generate(dir: &Path, manifest: &Manifest, report: &mut CaseRep
     }
     Ok(())
 }
+
+/// One item of a `cache_generate` case.
+#[derive(Debug, Deserialize)]
+struct CacheGenerateItem {
+    config: serde_json::Value,
+    tokens: String,
+    logits: String,
+}
+
+/// Every cache_generate item: Forge's token generator (the model's own
+/// caches, e.g. rotating ones for sliding layers, and the item's prefill
+/// chunk) must give HF's tokens exactly and, at every step, the
+/// log-softmax of HF's logits within the tolerance; a failure names the
+/// first step that differs.
+pub(crate) fn run_cache_generate(
+    dir: &Path,
+    manifest: &Manifest,
+    report: &mut CaseReport,
+) -> Result<()> {
+    let loaded = load_model_dir(&dir.join("model"), &LoadOptions::strict())?;
+    let model = loaded.model.as_ref();
+    let expected = load_safetensors_file(&dir.join("expected.safetensors"))?;
+    let prompts = id_rows(tensor(dir, &expected, "input_ids")?)?;
+    let prompt = prompts
+        .first()
+        .ok_or_else(|| case_error(dir, "input_ids has no row".into()))?;
+    let tol = manifest.tolerance_for("cache_generate");
+    for (i, item) in items::<CacheGenerateItem>(dir, manifest)?
+        .iter()
+        .enumerate()
+    {
+        let config = config(dir, i, &item.config)?;
+        let want = id_rows(tensor(dir, &expected, &item.tokens)?)?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let logits = to_f64(tensor(dir, &expected, &item.logits)?)?;
+        let vocab = logits.len() / want.len().max(1);
+        let mut got = Vec::new();
+        let mut worst = (0.0f64, 0.0f64);
+        let mut first_bad = None;
+        for (step, generated) in TokenGenerator::new(model, prompt, &config)?.enumerate() {
+            let generated = generated?;
+            got.push(generated.token);
+            let Some(row) = logits.get(step * vocab..(step + 1) * vocab) else {
+                break;
+            };
+            let reference: Vec<f64> = log_softmax_f64(row);
+            let mine: Vec<f64> = generated.logprobs.iter().map(|&v| v as f64).collect();
+            let e = compare(&mine, &reference, 1, None);
+            if !e.within(&tol) && first_bad.is_none() {
+                first_bad = Some(step);
+            }
+            worst = (worst.0.max(e.max_abs), worst.1.max(e.rel));
+        }
+        let matching = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
+        let mut note = label(&item.config);
+        if got != want {
+            note = format!("got {got:?}, expected {want:?}; {note}");
+        }
+        report.push_exact(
+            &format!("cache_generate.{i}.tokens"),
+            matching,
+            want.len(),
+            got == want,
+            note,
+        );
+        let mut note = format!("per-step log-probabilities, {} steps", want.len());
+        if let Some(step) = first_bad {
+            note = format!("first differs at step {step}; {note}");
+        }
+        report.push(
+            &format!("cache_generate.{i}.logprobs"),
+            "max_abs",
+            sci(worst.0),
+            sci(tol.max_abs),
+            worst.0 <= tol.max_abs && first_bad.is_none(),
+            note.clone(),
+        );
+        report.push(
+            &format!("cache_generate.{i}.logprobs"),
+            "rel",
+            sci(worst.1),
+            sci(tol.rel),
+            worst.1 <= tol.rel,
+            note,
+        );
+    }
+    Ok(())
+}
+
+/// log(softmax(row)) in f64.
+fn log_softmax_f64(row: &[f64]) -> Vec<f64> {
+    let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let total: f64 = row.iter().map(|v| (v - max).exp()).sum();
+    let log_total = total.ln() + max;
+    row.iter().map(|v| v - log_total).collect()
+}

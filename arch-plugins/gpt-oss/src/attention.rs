@@ -7,7 +7,8 @@
 //! the sinks directly.
 
 use forge_core::cache::KvCache;
-use forge_core::mlx_rs::fast::{self, ScaledDotProductAttentionMask};
+use forge_core::mask::LayerMask;
+use forge_core::mlx_rs::fast;
 use forge_core::mlx_rs::Array;
 use forge_core::nn::{merge_heads, rotate_and_cache, split_heads, Linear};
 use forge_core::rope::Rope;
@@ -68,11 +69,11 @@ impl Attention {
         &self.rope
     }
 
-    /// `x` `[B, T, hidden]` with the additive `mask` `[B or 1, 1, T, past + T]`.
+    /// `x` `[B, T, hidden]` with this layer's `mask` (see [`forge_core::mask`]).
     pub fn forward(
         &self,
         x: &Array,
-        mask: Option<&Array>,
+        mask: &LayerMask,
         cache: Option<&mut Box<dyn KvCache>>,
     ) -> Result<Array> {
         let q = split_heads(&self.q_proj.forward(x)?, self.heads, self.head_dim)?;
@@ -80,14 +81,7 @@ impl Attention {
         let v = split_heads(&self.v_proj.forward(x)?, self.kv_heads, self.head_dim)?;
         let (q, k, v) = rotate_and_cache(&q, &k, v, &self.rope, cache)?;
         let sinks = self.sinks.as_dtype(q.dtype())?;
-        let out = fast::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            self.scale,
-            mask.map(ScaledDotProductAttentionMask::Array),
-            &sinks,
-        )?;
+        let out = fast::scaled_dot_product_attention(&q, &k, &v, self.scale, mask.sdpa(), &sinks)?;
         self.o_proj.forward(&merge_heads(&out)?)
     }
 }

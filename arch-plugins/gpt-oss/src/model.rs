@@ -3,12 +3,11 @@
 //! residual), a final RMSNorm and the output head.
 
 use forge_core::cache::KvCache;
-use forge_core::mlx_rs::{ops, Array, Dtype};
-use forge_core::model::{
-    cache_offset, run_layers, standard_caches, ForwardOptions, Model, ModelInput, ModelKind,
-    ModelOutput, PlanItem,
-};
-use forge_core::nn::{attention_mask, Embedding, Linear, RmsNorm};
+use forge_core::mask::{run_masked_layers, LayerMask};
+use forge_core::mlx_rs::{ops, Array};
+use forge_core::model::{ForwardOptions, Model, ModelInput, ModelKind, ModelOutput, PlanItem};
+use forge_core::nn::{Embedding, Linear, RmsNorm};
+use forge_core::rotating_cache::window_caches;
 use forge_core::{ModelConfig, Result, Weights};
 
 use crate::attention::Attention;
@@ -81,7 +80,7 @@ impl DecoderLayer {
     fn forward(
         &self,
         x: &Array,
-        mask: Option<&Array>,
+        mask: &LayerMask,
         cache: Option<&mut Box<dyn KvCache>>,
     ) -> Result<Array> {
         let normed = self.input_layernorm.forward(x)?;
@@ -91,32 +90,9 @@ impl DecoderLayer {
     }
 }
 
-/// The two masks of a forward pass: full attention and the sliding window.
-struct Masks {
-    full: Option<Array>,
-    sliding: Option<Array>,
-}
-
 impl GptOss {
-    fn masks(
-        &self,
-        t: usize,
-        offset: usize,
-        padding: Option<&Array>,
-        dtype: Dtype,
-    ) -> Result<Masks> {
-        // One new token without padding sees every cached key: no mask needed.
-        let full = if t > 1 || padding.is_some() {
-            Some(attention_mask(t, offset, None, padding, dtype)?)
-        } else {
-            None
-        };
-        let window = self.layers.iter().find_map(|l| l.self_attn.window);
-        let sliding = match window {
-            Some(w) => Some(attention_mask(t, offset, Some(w), padding, dtype)?),
-            None => None,
-        };
-        Ok(Masks { full, sliding })
+    fn windows(&self) -> Vec<Option<usize>> {
+        self.layers.iter().map(|l| l.self_attn.window).collect()
     }
 
     fn logits(&self, h: &Array) -> Result<Array> {
@@ -139,21 +115,13 @@ impl Model for GptOss {
         options: &ForwardOptions,
     ) -> Result<ModelOutput> {
         let h = input.embeddings(&self.embed_tokens, "gpt-oss")?;
-        let offset = cache_offset(cache.as_deref(), self.layers.len())?;
-        let t = h.dim(1) as usize;
-        let masks = self.masks(t, offset, options.attention_mask.as_ref(), h.dtype())?;
-        let (h, mut hidden_states) = run_layers(
+        let (h, mut hidden_states) = run_masked_layers(
             h,
             &self.layers,
+            &self.windows(),
             cache,
-            options.output_hidden_states,
-            |layer, h, cache| {
-                let mask = match layer.self_attn.window {
-                    Some(_) => masks.sliding.as_ref(),
-                    None => masks.full.as_ref(),
-                };
-                layer.forward(h, mask, cache)
-            },
+            options,
+            |layer, h, mask, cache| layer.forward(h, mask, cache),
         )?;
         let h = self.norm.forward(&h)?;
         if options.output_hidden_states {
@@ -166,8 +134,9 @@ impl Model for GptOss {
         })
     }
 
+    /// A rotating cache of the window's size for sliding layers.
     fn new_cache(&self) -> Vec<Box<dyn KvCache>> {
-        standard_caches(self.layers.len())
+        window_caches(&self.windows())
     }
 
     fn num_layers(&self) -> usize {

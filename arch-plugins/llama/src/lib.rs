@@ -10,17 +10,15 @@
 //! `mistral` (golden case mistral-sliding-window).
 
 use forge_core::cache::KvCache;
-use forge_core::mlx_rs::fast::ScaledDotProductAttentionMask;
-use forge_core::mlx_rs::{fast, ops, Array, Dtype};
+use forge_core::mask::{run_masked_layers, LayerMask};
+use forge_core::mlx_rs::{fast, ops, Array};
 use forge_core::model::{
-    cache_offset, run_layers, standard_caches, Fault, ForwardOptions, Model, ModelInput, ModelKind,
-    ModelOutput, PlanItem,
+    Fault, ForwardOptions, Model, ModelInput, ModelKind, ModelOutput, PlanItem,
 };
-use forge_core::nn::{
-    attention_mask, merge_heads, rotate_and_cache, split_heads, Embedding, Linear, RmsNorm,
-};
+use forge_core::nn::{merge_heads, rotate_and_cache, split_heads, Embedding, Linear, RmsNorm};
 use forge_core::registry::{keep_weights, Architecture};
 use forge_core::rope::{Rope, RopeParameters};
+use forge_core::rotating_cache::window_caches;
 use forge_core::{Error, ModelConfig, Result, Weights};
 use serde::Deserialize;
 
@@ -342,7 +340,7 @@ impl DecoderLayer {
     fn forward(
         &self,
         x: &Array,
-        masks: &Masks,
+        mask: &LayerMask,
         cache: Option<&mut Box<dyn KvCache>>,
     ) -> Result<Array> {
         let normed = if self.skip_input_norm {
@@ -350,7 +348,6 @@ impl DecoderLayer {
         } else {
             self.input_layernorm.forward(x)?
         };
-        let mask = masks.for_window(self.self_attn.window);
         let h = ops::add(x, self.self_attn.forward(&normed, mask, cache)?)?;
         let normed = self.post_attention_layernorm.forward(&h)?;
         Ok(ops::add(&h, self.mlp.forward(&normed)?)?)
@@ -361,14 +358,14 @@ impl Attention {
     fn forward(
         &self,
         x: &Array,
-        mask: Option<ScaledDotProductAttentionMask<'_>>,
+        mask: &LayerMask,
         cache: Option<&mut Box<dyn KvCache>>,
     ) -> Result<Array> {
         let q = split_heads(&self.q_proj.forward(x)?, self.heads, self.head_dim)?;
         let k = split_heads(&self.k_proj.forward(x)?, self.kv_heads, self.head_dim)?;
         let v = split_heads(&self.v_proj.forward(x)?, self.kv_heads, self.head_dim)?;
         let (q, k, v) = rotate_and_cache(&q, &k, v, &self.rope, cache)?;
-        let out = fast::scaled_dot_product_attention(&q, &k, &v, self.scale, mask, None)?;
+        let out = fast::scaled_dot_product_attention(&q, &k, &v, self.scale, mask.sdpa(), None)?;
         self.o_proj.forward(&merge_heads(&out)?)
     }
 }
@@ -382,65 +379,9 @@ impl Mlp {
     }
 }
 
-/// The attention masks of one forward pass: one for full-attention layers
-/// and one per distinct window.
-struct Masks {
-    full: FullMask,
-    windowed: Vec<(usize, Array)>,
-}
-
-/// The mask of full-attention layers.
-enum FullMask {
-    /// One new token and no padding: it sees everything cached.
-    None,
-    /// No padding: MLX's own causal mode (queries are the last positions),
-    /// with no mask array to build or add.
-    Causal,
-    /// Padding to leave out.
-    Array(Array),
-}
-
-impl Masks {
-    fn for_window(&self, window: Option<usize>) -> Option<ScaledDotProductAttentionMask<'_>> {
-        match window {
-            None => match &self.full {
-                FullMask::None => None,
-                FullMask::Causal => Some(ScaledDotProductAttentionMask::Causal),
-                FullMask::Array(m) => Some(ScaledDotProductAttentionMask::Array(m)),
-            },
-            Some(w) => self
-                .windowed
-                .iter()
-                .find(|(size, _)| *size == w)
-                .map(|(_, m)| ScaledDotProductAttentionMask::Array(m)),
-        }
-    }
-}
-
 impl Llama {
-    fn masks(
-        &self,
-        t: usize,
-        offset: usize,
-        padding: Option<&Array>,
-        dtype: Dtype,
-    ) -> Result<Masks> {
-        let full = match (padding, t) {
-            (Some(padding), _) => {
-                FullMask::Array(attention_mask(t, offset, None, Some(padding), dtype)?)
-            }
-            (None, 1) => FullMask::None,
-            (None, _) => FullMask::Causal,
-        };
-        let mut windowed: Vec<(usize, Array)> = Vec::new();
-        for layer in &self.layers {
-            if let Some(w) = layer.self_attn.window {
-                if !windowed.iter().any(|(size, _)| *size == w) {
-                    windowed.push((w, attention_mask(t, offset, Some(w), padding, dtype)?));
-                }
-            }
-        }
-        Ok(Masks { full, windowed })
+    fn windows(&self) -> Vec<Option<usize>> {
+        self.layers.iter().map(|l| l.self_attn.window).collect()
     }
 
     fn logits(&self, h: &Array) -> Result<Array> {
@@ -463,15 +404,13 @@ impl Model for Llama {
         options: &ForwardOptions,
     ) -> Result<ModelOutput> {
         let h = input.embeddings(&self.embed_tokens, "Llama")?;
-        let offset = cache_offset(cache.as_deref(), self.layers.len())?;
-        let t = h.dim(1) as usize;
-        let masks = self.masks(t, offset, options.attention_mask.as_ref(), h.dtype())?;
-        let (h, mut hidden_states) = run_layers(
+        let (h, mut hidden_states) = run_masked_layers(
             h,
             &self.layers,
+            &self.windows(),
             cache,
-            options.output_hidden_states,
-            |layer, h, cache| layer.forward(h, &masks, cache),
+            options,
+            |layer, h, mask, cache| layer.forward(h, mask, cache),
         )?;
         let h = self.norm.forward(&h)?;
         if options.output_hidden_states {
@@ -484,8 +423,9 @@ impl Model for Llama {
         })
     }
 
+    /// A rotating cache of the window's size for sliding layers.
     fn new_cache(&self) -> Vec<Box<dyn KvCache>> {
-        standard_caches(self.layers.len())
+        window_caches(&self.windows())
     }
 
     fn num_layers(&self) -> usize {

@@ -1,0 +1,238 @@
+//! Attention masks built from what each layer's cache hands to attention.
+//!
+//! A standard cache returns every position from 0; a rotating cache returns
+//! its `keep` first positions and then a window of recent ones. Before a
+//! forward pass each cache describes the keys it will return
+//! ([`KeyLayout`], from [`crate::cache::KvCache::key_layout`]) and
+//! [`layer_masks`] turns that, the layer's own sliding window and the
+//! padding into the mask of each layer.
+//!
+//! Key position `k` is visible to query position `q` when `k ≤ q`, the
+//! layer's window allows it (`q − window < k`, HF's sliding window: the
+//! window counts the query itself), the cache's limit allows it (`k < keep`
+//! or `q − (max_size − keep) < k`: each query sees the kept first positions
+//! and its `max_size − keep` latest ones) and `k` is not padding.
+
+use mlx_rs::fast::ScaledDotProductAttentionMask;
+use mlx_rs::{ops, Array, Dtype};
+
+use crate::cache::KvCache;
+use crate::error::{Error, Result};
+use crate::model::{cache_offset, run_layers, ForwardOptions};
+
+/// Which sequence positions the keys a cache returns stand for: `0..sinks`,
+/// then `start..end`, in that order; and the cache's own visibility limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyLayout {
+    /// The first positions kept in front (`0..sinks`).
+    pub sinks: usize,
+    /// First position of the recent run.
+    pub start: usize,
+    /// One past the last position: the number of positions seen so far,
+    /// the new ones included.
+    pub end: usize,
+    /// `(keep, max_size)` of a rotating cache: each query sees positions
+    /// below `keep` and its `max_size − keep` latest ones. `None`: no limit.
+    pub limit: Option<(usize, usize)>,
+}
+
+impl KeyLayout {
+    /// Every position `0..end`, no limit (a standard cache).
+    pub fn contiguous(end: usize) -> Self {
+        KeyLayout {
+            sinks: 0,
+            start: 0,
+            end,
+            limit: None,
+        }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.sinks + self.end - self.start
+    }
+
+    /// True when there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The position of every key, in the order the cache returns them.
+    pub fn positions(&self) -> Vec<i32> {
+        (0..self.sinks)
+            .chain(self.start..self.end)
+            .map(|p| p as i32)
+            .collect()
+    }
+
+    /// Whether the layer window and the cache limit let query `q` see key
+    /// `k` (causality and padding aside).
+    fn allows(&self, q: usize, k: usize, window: Option<usize>) -> bool {
+        let in_window = window.is_none_or(|w| k + w > q);
+        let in_limit = self
+            .limit
+            .is_none_or(|(keep, max)| k < keep || k + max.saturating_sub(keep) > q);
+        in_window && in_limit
+    }
+}
+
+/// The mask of one layer's attention.
+#[derive(Debug, Clone)]
+pub enum LayerMask {
+    /// Every key is visible to every query (one new token).
+    None,
+    /// Plain causal attention with the queries at the end (MLX's own mode).
+    Causal,
+    /// Additive mask `[B or 1, 1, T, keys]`.
+    Array(Array),
+}
+
+impl LayerMask {
+    /// The mask as MLX's fused attention takes it.
+    pub fn sdpa(&self) -> Option<ScaledDotProductAttentionMask<'_>> {
+        match self {
+            LayerMask::None => None,
+            LayerMask::Causal => Some(ScaledDotProductAttentionMask::Causal),
+            LayerMask::Array(a) => Some(ScaledDotProductAttentionMask::Array(a)),
+        }
+    }
+}
+
+/// The mask of each layer for `t` new positions: `windows[i]` is layer
+/// `i`'s sliding window (`None`: full attention), `cache` the layers'
+/// caches (`None`: no cache, the positions are `0..t`), `padding`
+/// `[B, past + t]` with 0 at padding. Layers with the same window and key
+/// layout share one mask.
+pub fn layer_masks(
+    cache: Option<&[Box<dyn KvCache>]>,
+    windows: &[Option<usize>],
+    t: usize,
+    padding: Option<&Array>,
+    dtype: Dtype,
+) -> Result<Vec<LayerMask>> {
+    let mut made: Vec<(KeyLayout, Option<usize>, LayerMask)> = Vec::new();
+    let mut masks = Vec::with_capacity(windows.len());
+    for (i, &window) in windows.iter().enumerate() {
+        let layout = match cache.and_then(|c| c.get(i)) {
+            Some(c) => c.key_layout(t),
+            None => KeyLayout::contiguous(t),
+        };
+        let found = made
+            .iter()
+            .find(|(l, w, _)| *l == layout && *w == window)
+            .map(|(_, _, m)| m.clone());
+        let mask = match found {
+            Some(m) => m,
+            None => {
+                let m = layer_mask(&layout, t, window, padding, dtype)?;
+                made.push((layout, window, m.clone()));
+                m
+            }
+        };
+        masks.push(mask);
+    }
+    Ok(masks)
+}
+
+/// The mask for `t` new positions (the last `t` of `layout`) under a
+/// layer `window`, with `padding` `[B, layout.end]` (0 = padding).
+pub fn layer_mask(
+    layout: &KeyLayout,
+    t: usize,
+    window: Option<usize>,
+    padding: Option<&Array>,
+    dtype: Dtype,
+) -> Result<LayerMask> {
+    if t == 0 || t > layout.end {
+        return Err(Error::InvalidInput {
+            expected: format!("between 1 and {} new positions", layout.end),
+            found: t.to_string(),
+        });
+    }
+    let positions = layout.positions();
+    let last = layout.end - 1;
+    // Keys in one ascending run and no rule that hides any of them from the
+    // last query (the one that sees least): plain causal attention.
+    let one_run = layout.sinks == 0 || layout.sinks == layout.start;
+    let all_allowed = positions
+        .iter()
+        .all(|&k| layout.allows(last, k as usize, window));
+    if padding.is_none() && one_run && all_allowed {
+        return Ok(if t == 1 {
+            LayerMask::None
+        } else {
+            LayerMask::Causal
+        });
+    }
+    mask_array(layout, &positions, t, window, padding, dtype).map(LayerMask::Array)
+}
+
+fn mask_array(
+    layout: &KeyLayout,
+    positions: &[i32],
+    t: usize,
+    window: Option<usize>,
+    padding: Option<&Array>,
+    dtype: Dtype,
+) -> Result<Array> {
+    let (end, k) = (layout.end as i32, positions.len() as i32);
+    let queries = ops::arange::<_, i32>(end - t as i32, end, None)?.reshape(&[t as i32, 1])?;
+    let keys = Array::from_slice(positions, &[1, k]);
+    let mut allowed = keys.le(&queries)?;
+    if let Some(w) = window {
+        let lower = ops::subtract(&queries, Array::from_int(w as i32))?;
+        allowed = ops::logical_and(&allowed, keys.gt(&lower)?)?;
+    }
+    if let Some((keep, max)) = layout.limit {
+        let recent = max.saturating_sub(keep) as i32;
+        let lower = ops::subtract(&queries, Array::from_int(recent))?;
+        let kept = keys.lt(Array::from_int(keep as i32))?;
+        allowed = ops::logical_and(&allowed, ops::logical_or(&kept, keys.gt(&lower)?)?)?;
+    }
+    let mut allowed = allowed.reshape(&[1, 1, t as i32, k])?;
+    if let Some(padding) = padding {
+        if padding.ndim() != 2 || padding.dim(1) != end {
+            return Err(Error::InvalidInput {
+                expected: format!("an attention mask [B, {end}] (cached + new positions)"),
+                found: format!("shape {:?}", padding.shape()),
+            });
+        }
+        let b = padding.dim(0);
+        let index = Array::from_slice(positions, &[k]);
+        let real = padding
+            .take_axis(&index, 1)?
+            .reshape(&[b, 1, 1, k])?
+            .gt(Array::from_int(0))?;
+        allowed = ops::logical_and(&allowed, &real)?;
+    }
+    let zero = Array::from_f32(0.0).as_dtype(dtype)?;
+    // The dtype's own finite minimum, as in `nn::attention_mask`.
+    let min = dtype.finfo_min().unwrap_or(f32::MIN as f64);
+    let blocked = Array::from_f64(min).as_dtype(dtype)?;
+    Ok(ops::select(&allowed, &zero, &blocked)?)
+}
+
+/// Runs decoder `layers` over `h` (layer `i` attends within `windows[i]`,
+/// `None`: full attention), each with its mask from [`layer_masks`] and its
+/// cache entry; returns what [`run_layers`] returns.
+pub fn run_masked_layers<L>(
+    h: Array,
+    layers: &[L],
+    windows: &[Option<usize>],
+    cache: Option<&mut [Box<dyn KvCache>]>,
+    options: &ForwardOptions,
+    forward: impl Fn(&L, &Array, &LayerMask, Option<&mut Box<dyn KvCache>>) -> Result<Array>,
+) -> Result<(Array, Vec<Array>)> {
+    cache_offset(cache.as_deref(), layers.len())?;
+    let t = h.dim(1) as usize;
+    let padding = options.attention_mask.as_ref();
+    let masks = layer_masks(cache.as_deref(), windows, t, padding, h.dtype())?;
+    let paired: Vec<(&L, LayerMask)> = layers.iter().zip(masks).collect();
+    run_layers(
+        h,
+        &paired,
+        cache,
+        options.output_hidden_states,
+        |(layer, mask), h, cache| forward(layer, h, mask, cache),
+    )
+}
