@@ -110,14 +110,6 @@ impl KvCache for QuantizedKvCache {
         Ok(out)
     }
 
-    fn offset(&self) -> usize {
-        self.offset
-    }
-
-    fn is_trimmable(&self) -> bool {
-        true
-    }
-
     fn trim(&mut self, n: usize) -> usize {
         let n = n.min(self.offset);
         let keep = self.offset - n;
@@ -174,6 +166,14 @@ impl KvCache for QuantizedKvCache {
         self.values = Some([vc, vs, vb]);
         self.offset = offset;
         Ok(())
+    }
+
+    fn offset(&self) -> usize {
+        self.offset
+    }
+
+    fn is_trimmable(&self) -> bool {
+        true
     }
 
     fn kind(&self) -> CacheKind {

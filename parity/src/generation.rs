@@ -7,7 +7,7 @@ use std::path::Path;
 use forge_core::generate::{FinishReason, TokenGenerator};
 use forge_core::mlx_rs::{Array, Dtype};
 use forge_core::weights::{load_safetensors_file, TensorMap};
-use forge_core::{load_model_dir, GenerationConfig, LoadOptions};
+use forge_core::{load_model_dir, GenerationConfig, LoadOptions, LoadedModel};
 use serde::Deserialize;
 
 use crate::compare::{compare, to_f64};
@@ -140,16 +140,22 @@ pub(crate) fn run_processors(
     Ok(())
 }
 
+/// The case's model, its expected tensors and the first row of `input_ids`.
+fn model_and_prompt(dir: &Path) -> Result<(LoadedModel, TensorMap, Vec<u32>)> {
+    let loaded = load_model_dir(&dir.join("model"), &LoadOptions::strict())?;
+    let expected = load_safetensors_file(&dir.join("expected.safetensors"))?;
+    let prompt = id_rows(tensor(dir, &expected, "input_ids")?)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| case_error(dir, "input_ids has no row".into()))?;
+    Ok((loaded, expected, prompt))
+}
+
 /// Every generate item: Forge's token generator with the item's settings on
 /// the case's model must give HF's tokens and finish reason exactly.
 pub(crate) fn run_generate(dir: &Path, manifest: &Manifest, report: &mut CaseReport) -> Result<()> {
-    let loaded = load_model_dir(&dir.join("model"), &LoadOptions::strict())?;
-    let model = loaded.model.as_ref();
-    let expected = load_safetensors_file(&dir.join("expected.safetensors"))?;
-    let prompts = id_rows(tensor(dir, &expected, "input_ids")?)?;
-    let prompt = prompts
-        .first()
-        .ok_or_else(|| case_error(dir, "input_ids has no row".into()))?;
+    let (loaded, expected, prompt) = model_and_prompt(dir)?;
+    let (model, prompt) = (loaded.model.as_ref(), prompt.as_slice());
     for (i, item) in items::<GenerateItem>(dir, manifest)?.iter().enumerate() {
         let config = config(dir, i, &item.config)?;
         let want = id_rows(tensor(dir, &expected, &item.tokens)?)?
@@ -196,13 +202,8 @@ pub(crate) fn run_cache_generate(
     manifest: &Manifest,
     report: &mut CaseReport,
 ) -> Result<()> {
-    let loaded = load_model_dir(&dir.join("model"), &LoadOptions::strict())?;
-    let model = loaded.model.as_ref();
-    let expected = load_safetensors_file(&dir.join("expected.safetensors"))?;
-    let prompts = id_rows(tensor(dir, &expected, "input_ids")?)?;
-    let prompt = prompts
-        .first()
-        .ok_or_else(|| case_error(dir, "input_ids has no row".into()))?;
+    let (loaded, expected, prompt) = model_and_prompt(dir)?;
+    let (model, prompt) = (loaded.model.as_ref(), prompt.as_slice());
     let tol = manifest.tolerance_for("cache_generate");
     for (i, item) in items::<CacheGenerateItem>(dir, manifest)?
         .iter()
