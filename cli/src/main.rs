@@ -1,5 +1,6 @@
 //! `forge`: parity checks, model inspection and generation from the command line.
 
+mod beams;
 mod chat;
 mod embed_image;
 mod harmony;
@@ -80,6 +81,8 @@ enum Command {
         max_tokens: usize,
         #[command(flatten)]
         sampling: textgen::SamplingArgs,
+        #[command(flatten)]
+        beam: beams::BeamArgs,
         /// Wrap the prompt in the chat template as a user message.
         #[arg(long)]
         chat_template: bool,
@@ -146,6 +149,7 @@ fn main() -> ExitCode {
             prompt,
             max_tokens,
             sampling,
+            beam,
             chat_template,
             system,
             chat_template_args,
@@ -157,7 +161,9 @@ fn main() -> ExitCode {
                 chat: chat_template.then_some(system.as_deref()),
                 template_args: chat_template_args,
             };
-            let settings = sampling.config(max_tokens);
+            let settings = sampling
+                .config(max_tokens)
+                .and_then(|config| beam.apply(config));
             settings
                 .and_then(|config| generate(model.as_deref(), &dtype, prompt, &config, verbose))
                 .map(|()| true)
@@ -278,6 +284,9 @@ fn generate(
             text_model.tokenizer.encode(&text, false)?
         }
     };
+    if config.num_beams > 1 {
+        return beams::print_beams(&text_model, &ids, config);
+    }
     let stream = |text: &str| {
         if !harmony {
             textgen::print_flush(text)
