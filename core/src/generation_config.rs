@@ -91,6 +91,9 @@ pub struct GenerationConfig {
     pub seed: u64,
     /// Prompt positions per forward pass while prefilling.
     pub prefill_step_size: usize,
+    /// Speculative decoding: tokens the draft model proposes per step
+    /// (mlx-lm's name; only used with a draft model, see [`crate::speculative`]).
+    pub num_draft_tokens: usize,
 }
 
 impl Default for GenerationConfig {
@@ -122,6 +125,7 @@ impl Default for GenerationConfig {
             stop_strings: Vec::new(),
             seed: 0,
             prefill_step_size: 2048,
+            num_draft_tokens: 3,
         }
     }
 }
@@ -210,6 +214,9 @@ impl GenerationConfig {
         }
         if self.prefill_step_size == 0 {
             return Err(bad("prefill_step_size", "at least 1", 0));
+        }
+        if self.num_draft_tokens == 0 {
+            return Err(bad("num_draft_tokens", "at least 1", 0));
         }
         ForcedTokens::new(0, &self.forced_decoder_ids)?;
         Ok(())

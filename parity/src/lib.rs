@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod report;
 pub mod run;
 pub mod select;
+mod speculative;
 pub mod vision;
 
 pub use error::{ParityError, Result};
