@@ -89,11 +89,12 @@ fn run_checks(
         Some("generate") => return generation::run_generate(dir, manifest, report),
         Some("speculative") => return speculative::run_speculative(dir, manifest, report),
         Some("stop_strings") => return speculative::run_stop_strings(dir, manifest, report),
+        Some("beam_search") => return crate::beam::run_beam_search(dir, manifest, report),
         Some(other) => {
             return Err(ParityError::Case {
                 path: dir.join("manifest.json"),
                 message: format!(
-                    "unknown case kind `{other}` (expected model, logits_processors, generate, speculative or stop_strings)"
+                    "unknown case kind `{other}` (expected model, logits_processors, generate, beam_search, speculative or stop_strings)"
                 ),
             })
         }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use forge_core::generate::{stream_generate, FinishReason};
-use forge_core::mlx_rs::ops;
+use forge_core::mlx_rs::{ops, Array};
 use forge_core::model::{ForwardOptions, Model, ModelInput, ModelKind, ModelOutput, PlanItem};
 use forge_core::speculative::SpeculativeGenerator;
 use forge_core::tokenizer::Tokenizer;
@@ -37,13 +37,71 @@ struct StopItem {
     text: String,
 }
 
-/// A draft that is always wrong: `model`'s scores moved up one id, so its
-/// greedy proposal is never the model's own greedy choice.
-pub struct ShiftedDraft<'m>(pub &'m dyn Model);
+/// A model changed for speculative-decoding tests: its scores moved up
+/// one id (so its greedy choice is never the original model's: an always
+/// wrong draft), or its caches made untrimmable.
+pub struct AlteredModel<'m> {
+    model: &'m dyn Model,
+    shift_scores: bool,
+    trimmable: bool,
+}
 
-impl Model for ShiftedDraft<'_> {
+impl<'m> AlteredModel<'m> {
+    /// `model` with every score moved up one id (the last wraps to 0).
+    pub fn always_wrong(model: &'m dyn Model) -> Self {
+        AlteredModel {
+            model,
+            shift_scores: true,
+            trimmable: true,
+        }
+    }
+
+    /// `model` with caches that refuse to be trimmed.
+    pub fn untrimmable(model: &'m dyn Model) -> Self {
+        AlteredModel {
+            model,
+            shift_scores: false,
+            trimmable: false,
+        }
+    }
+}
+
+/// A cache that cannot be trimmed, around another.
+struct FixedCache(Box<dyn KvCache>);
+
+impl KvCache for FixedCache {
+    fn update_and_fetch(
+        &mut self,
+        keys: &Array,
+        values: &Array,
+    ) -> forge_core::Result<(Array, Array)> {
+        self.0.update_and_fetch(keys, values)
+    }
+
+    fn offset(&self) -> usize {
+        self.0.offset()
+    }
+
+    fn is_trimmable(&self) -> bool {
+        false
+    }
+
+    fn trim(&mut self, _n: usize) -> usize {
+        0
+    }
+
+    fn state(&self) -> Vec<Array> {
+        self.0.state()
+    }
+
+    fn set_state(&mut self, state: Vec<Array>, offset: usize) -> forge_core::Result<()> {
+        self.0.set_state(state, offset)
+    }
+}
+
+impl Model for AlteredModel<'_> {
     fn kind(&self) -> ModelKind {
-        self.0.kind()
+        self.model.kind()
     }
 
     fn forward(
@@ -52,8 +110,8 @@ impl Model for ShiftedDraft<'_> {
         cache: Option<&mut [Box<dyn KvCache>]>,
         options: &ForwardOptions,
     ) -> forge_core::Result<ModelOutput> {
-        let mut out = self.0.forward(input, cache, options)?;
-        if let Some(logits) = &out.logits {
+        let mut out = self.model.forward(input, cache, options)?;
+        if let (true, Some(logits)) = (self.shift_scores, &out.logits) {
             let vocab = logits.dim(-1);
             let parts = logits.split_at_indices(&[vocab - 1], -1)?;
             out.logits = Some(ops::concatenate(&[parts[1].clone(), parts[0].clone()], -1)?);
@@ -62,27 +120,34 @@ impl Model for ShiftedDraft<'_> {
     }
 
     fn new_cache(&self) -> Vec<Box<dyn KvCache>> {
-        self.0.new_cache()
+        let cache = self.model.new_cache();
+        if self.trimmable {
+            return cache;
+        }
+        cache
+            .into_iter()
+            .map(|c| Box::new(FixedCache(c)) as Box<dyn KvCache>)
+            .collect()
     }
 
     fn num_layers(&self) -> usize {
-        self.0.num_layers()
+        self.model.num_layers()
     }
 
     fn vocab_size(&self) -> usize {
-        self.0.vocab_size()
+        self.model.vocab_size()
     }
 
     fn max_context(&self) -> Option<usize> {
-        self.0.max_context()
+        self.model.max_context()
     }
 
     fn kv_bytes_per_token(&self) -> usize {
-        self.0.kv_bytes_per_token()
+        self.model.kv_bytes_per_token()
     }
 
     fn plan(&self) -> Vec<PlanItem> {
-        self.0.plan()
+        self.model.plan()
     }
 }
 
@@ -98,7 +163,7 @@ pub(crate) fn run_speculative(
     let model = load_model_dir(&dir.join("model"), &LoadOptions::strict())?;
     let draft = load_model_dir(&dir.join("draft"), &LoadOptions::strict())?;
     let model = model.model.as_ref();
-    let wrong = ShiftedDraft(model);
+    let wrong = AlteredModel::always_wrong(model);
     let expected = load_safetensors_file(&dir.join("expected.safetensors"))?;
     let prompt = first_row(dir, &expected, "input_ids")?;
     for (i, item) in items::<SpeculativeItem>(dir, manifest)?.iter().enumerate() {
