@@ -1,6 +1,8 @@
 //! `forge`: parity checks, model inspection and generation from the command line.
 
+mod beams;
 mod chat;
+mod draft;
 mod embed_image;
 mod harmony;
 mod inspect;
@@ -80,6 +82,10 @@ enum Command {
         max_tokens: usize,
         #[command(flatten)]
         sampling: textgen::SamplingArgs,
+        #[command(flatten)]
+        beam: beams::BeamArgs,
+        #[command(flatten)]
+        draft: draft::DraftArgs,
         /// Wrap the prompt in the chat template as a user message.
         #[arg(long)]
         chat_template: bool,
@@ -146,6 +152,8 @@ fn main() -> ExitCode {
             prompt,
             max_tokens,
             sampling,
+            beam,
+            draft,
             chat_template,
             system,
             chat_template_args,
@@ -157,9 +165,17 @@ fn main() -> ExitCode {
                 chat: chat_template.then_some(system.as_deref()),
                 template_args: chat_template_args,
             };
-            let settings = sampling.config(max_tokens);
+            let settings = sampling
+                .config(max_tokens)
+                .and_then(|config| beam.apply(config))
+                .and_then(|config| draft.apply(config));
+            let models = Models {
+                model: model.as_deref(),
+                draft: draft.draft_model.as_deref(),
+                dtype: &dtype,
+            };
             settings
-                .and_then(|config| generate(model.as_deref(), &dtype, prompt, &config, verbose))
+                .and_then(|config| generate(models, prompt, &config, verbose))
                 .map(|()| true)
         }
         Command::Chat {
@@ -236,10 +252,19 @@ struct Prompt<'a> {
     template_args: Option<String>,
 }
 
+/// The models `forge generate` loads.
+struct Models<'a> {
+    /// `--model` (the default model when absent).
+    model: Option<&'a str>,
+    /// `--draft-model`.
+    draft: Option<&'a str>,
+    /// `--dtype`, for both.
+    dtype: &'a str,
+}
+
 /// `forge generate`.
 fn generate(
-    model: Option<&str>,
-    dtype: &str,
+    models: Models,
     prompt: Prompt,
     config: &forge_core::GenerationConfig,
     verbose: bool,
@@ -250,8 +275,14 @@ fn generate(
         template_args,
     } = prompt;
     let template_args = textgen::template_args(template_args.as_deref())?;
-    let model = textgen::model_or_default(model)?;
-    let text_model = textgen::load(&model, dtype)?;
+    let model = textgen::model_or_default(models.model)?;
+    let text_model = textgen::load(&model, models.dtype)?;
+    let draft_model = models
+        .draft
+        .map(|m| inspect::load_with_dtype(m, models.dtype).with_context(|| format!("loading {m}")))
+        .transpose()?
+        .map(|(loaded, _)| loaded);
+    let draft_net = draft_model.as_ref().map(|d| d.model.as_ref());
     // gpt-oss speaks Harmony: its prompt is always a rendered conversation,
     // and its output is read back into channels once generation ends.
     let harmony = harmony::speaks_harmony(text_model.loaded.architecture.model_type);
@@ -278,12 +309,15 @@ fn generate(
             text_model.tokenizer.encode(&text, false)?
         }
     };
+    if config.num_beams > 1 {
+        return beams::print_beams(&text_model, &ids, config);
+    }
     let stream = |text: &str| {
         if !harmony {
             textgen::print_flush(text)
         }
     };
-    let out = textgen::generate(&text_model, &ids, config, stream)?;
+    let out = textgen::generate_with_draft(&text_model, draft_net, &ids, config, stream)?;
     if harmony {
         let decoded = text_model.tokenizer.decode(&out.tokens, false)?;
         harmony::print_output(&decoded, verbose);
@@ -301,6 +335,13 @@ fn generate(
             out.peak_memory,
             out.finish_reason
         );
+        if draft_model.is_some() {
+            eprintln!(
+                "[forge] draft: {} of {} tokens accepted from the draft model",
+                out.from_draft,
+                out.tokens.len()
+            );
+        }
     }
     Ok(())
 }

@@ -56,7 +56,7 @@ fn empty_prompt() -> Error {
 }
 
 /// One forward pass over `tokens` through the cache: `[1, T, vocab]` logits.
-fn forward_logits(
+pub(crate) fn forward_logits(
     model: &dyn Model,
     tokens: &[u32],
     cache: &mut [Box<dyn KvCache>],
@@ -109,7 +109,11 @@ fn last_argmax(logits: &Array) -> Result<u32> {
     Ok(id.as_slice::<u32>().first().copied().unwrap_or(0))
 }
 
-fn check_context(model: &dyn Model, cache: &[Box<dyn KvCache>], new: usize) -> Result<()> {
+pub(crate) fn check_context(
+    model: &dyn Model,
+    cache: &[Box<dyn KvCache>],
+    new: usize,
+) -> Result<()> {
     let used = cache.first().map_or(0, |c| c.offset());
     if let Some(max) = model.max_context() {
         if used + new > max {
@@ -125,8 +129,23 @@ fn check_context(model: &dyn Model, cache: &[Box<dyn KvCache>], new: usize) -> R
 /// Runs `tokens` through the model in chunks of at most `chunk` positions,
 /// filling `cache`, and returns the logits of the last position, `[vocab]`
 /// (not yet evaluated).
-/// The KV cache is quantized as `config` asks after each pass.
-fn prefill_last(
+pub(crate) fn prefill_last(
+    model: &dyn Model,
+    tokens: &[u32],
+    cache: &mut [Box<dyn KvCache>],
+    chunk: usize,
+) -> Result<Array> {
+    let config = GenerationConfig {
+        prefill_step_size: chunk,
+        ..Default::default()
+    };
+    prefill_quantized(model, tokens, cache, &config)
+}
+
+/// [`prefill_last`] in chunks of `config.prefill_step_size`, quantizing the
+/// KV cache as `config` asks after each pass (mlx-lm's
+/// `maybe_quantize_kv_cache`).
+fn prefill_quantized(
     model: &dyn Model,
     tokens: &[u32],
     cache: &mut [Box<dyn KvCache>],
@@ -204,6 +223,43 @@ pub struct GeneratedToken {
     pub logprobs: Vec<f32>,
     /// Set on the last token: an EOS id ("stop") or the length limit.
     pub finish_reason: Option<FinishReason>,
+    /// True when a draft model proposed this token and the model accepted
+    /// it (speculative decoding, see [`crate::speculative`]).
+    pub from_draft: bool,
+}
+
+/// Where a [`TextStream`] gets its tokens: [`TokenGenerator`], or
+/// [`crate::speculative::SpeculativeGenerator`] with a draft model.
+pub trait TokenSource {
+    /// The next token, or `None` once generation has finished.
+    fn next_token(&mut self) -> Result<Option<GeneratedToken>>;
+
+    /// Prompt then generated tokens.
+    fn tokens(&self) -> &[u32];
+
+    /// Number of prompt tokens.
+    fn prompt_len(&self) -> usize;
+
+    /// How long the prefill took.
+    fn prompt_time(&self) -> Duration;
+}
+
+impl TokenSource for TokenGenerator<'_> {
+    fn next_token(&mut self) -> Result<Option<GeneratedToken>> {
+        TokenGenerator::next_token(self)
+    }
+
+    fn tokens(&self) -> &[u32] {
+        TokenGenerator::tokens(self)
+    }
+
+    fn prompt_len(&self) -> usize {
+        TokenGenerator::prompt_len(self)
+    }
+
+    fn prompt_time(&self) -> Duration {
+        TokenGenerator::prompt_time(self)
+    }
 }
 
 /// Generates tokens one at a time for one sequence. While the caller works
@@ -239,6 +295,14 @@ impl<'m> TokenGenerator<'m> {
         config: &GenerationConfig,
     ) -> Result<Self> {
         config.validate()?;
+        if config.num_beams > 1 {
+            return Err(Error::InvalidInput {
+                expected: "num_beams 1 for token-by-token generation (beam search is \
+                           forge_core::beam::beam_search)"
+                    .into(),
+                found: format!("num_beams {}", config.num_beams),
+            });
+        }
         let vocab = model.vocab_size();
         if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= vocab) {
             return Err(Error::InvalidInput {
@@ -249,7 +313,7 @@ impl<'m> TokenGenerator<'m> {
         let processors = config.processors(prompt.len())?;
         let sampler = config.sampler()?;
         let start = Instant::now();
-        let logits = prefill_last(model, prompt, &mut cache, config)?;
+        let logits = prefill_quantized(model, prompt, &mut cache, config)?;
         logits.eval()?;
         Ok(TokenGenerator {
             model,
@@ -317,6 +381,7 @@ impl<'m> TokenGenerator<'m> {
             token,
             logprobs,
             finish_reason,
+            from_draft: false,
         }))
     }
 }
@@ -330,7 +395,7 @@ impl Iterator for TokenGenerator<'_> {
 }
 
 /// One row of logits as f32 on the host.
-fn to_host(logits: &Array) -> Result<Vec<f32>> {
+pub(crate) fn to_host(logits: &Array) -> Result<Vec<f32>> {
     let row = logits.as_dtype(Dtype::Float32)?;
     row.eval()?;
     Ok(row.as_slice::<f32>().to_vec())
@@ -369,13 +434,15 @@ pub struct GenerationResponse {
     pub peak_memory: f64,
     /// Set on the last response.
     pub finish_reason: Option<FinishReason>,
+    /// True when the token came from the draft model (speculative decoding).
+    pub from_draft: bool,
 }
 
 /// Streams text from a prompt of token ids: one [`GenerationResponse`] per
 /// generated token. Stop strings end the stream and are never part of the
 /// text; an EOS token ends it without adding text.
 pub struct TextStream<'m, 't> {
-    generator: TokenGenerator<'m>,
+    generator: Box<dyn TokenSource + 'm>,
     detokenizer: StreamingDetokenizer<'t>,
     stops: StopStrings,
     emitted: usize,
@@ -391,14 +458,7 @@ pub fn stream_generate<'m, 't>(
     config: &GenerationConfig,
 ) -> Result<TextStream<'m, 't>> {
     let generator = TokenGenerator::new(model, prompt, config)?;
-    Ok(TextStream {
-        generator,
-        detokenizer: StreamingDetokenizer::new(tokenizer),
-        stops: StopStrings::new(&config.stop_strings),
-        emitted: 0,
-        started: Instant::now(),
-        finished: false,
-    })
+    Ok(TextStream::new(Box::new(generator), tokenizer, config))
 }
 
 /// Generates the whole text for a prompt of token ids.
@@ -415,7 +475,24 @@ pub fn generate(
     Ok(text)
 }
 
-impl TextStream<'_, '_> {
+impl<'m, 't> TextStream<'m, 't> {
+    /// Streams the text of the tokens `generator` makes, with the stop
+    /// strings of `config`.
+    pub fn new(
+        generator: Box<dyn TokenSource + 'm>,
+        tokenizer: &'t Tokenizer,
+        config: &GenerationConfig,
+    ) -> Self {
+        TextStream {
+            generator,
+            detokenizer: StreamingDetokenizer::new(tokenizer),
+            stops: StopStrings::new(&config.stop_strings),
+            emitted: 0,
+            started: Instant::now(),
+            finished: false,
+        }
+    }
+
     /// The next response, or `None` when generation has finished.
     pub fn next_response(&mut self) -> Result<Option<GenerationResponse>> {
         if self.finished {
@@ -459,6 +536,7 @@ impl TextStream<'_, '_> {
             generation_tps: per_second(generation_tokens, self.started.elapsed()),
             peak_memory: mlx_rs::memory::peak_memory().unwrap_or(0) as f64 / 1e9,
             finish_reason,
+            from_draft: step.from_draft,
         }))
     }
 }

@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::beam::EarlyStopping;
 use crate::error::{Error, Result};
 use crate::logits_processors::{
     ForcedBos, ForcedEos, ForcedTokens, LogitsProcessor, MinNewTokens, NoRepeatNgram,
@@ -100,6 +101,18 @@ pub struct GenerationConfig {
     pub kv_group_size: i32,
     /// Quantize the cache once it holds this many positions.
     pub quantized_kv_start: usize,
+    /// Speculative decoding: tokens the draft model proposes per step
+    /// (mlx-lm's name; only used with a draft model, see [`crate::speculative`]).
+    pub num_draft_tokens: usize,
+    /// Beam search with this many beams (1: no beam search; see [`crate::beam`]).
+    pub num_beams: usize,
+    /// Beam search: a finished hypothesis scores its summed log-probs divided
+    /// by new_tokens ^ length_penalty (> 0 favours longer ones).
+    pub length_penalty: f32,
+    /// Beam search: when it may end before max length (`true`, `false`, `"never"`).
+    pub early_stopping: EarlyStopping,
+    /// Beam search: how many of the best hypotheses to return (≤ num_beams).
+    pub num_return_sequences: usize,
 }
 
 impl Default for GenerationConfig {
@@ -135,6 +148,11 @@ impl Default for GenerationConfig {
             kv_bits: None,
             kv_group_size: 64,
             quantized_kv_start: 0,
+            num_draft_tokens: 3,
+            num_beams: 1,
+            length_penalty: 1.0,
+            early_stopping: EarlyStopping::default(),
+            num_return_sequences: 1,
         }
     }
 }
@@ -224,8 +242,39 @@ impl GenerationConfig {
         if self.prefill_step_size == 0 {
             return Err(bad("prefill_step_size", "at least 1", 0));
         }
+        if self.num_draft_tokens == 0 {
+            return Err(bad("num_draft_tokens", "at least 1", 0));
+        }
         ForcedTokens::new(0, &self.forced_decoder_ids)?;
         crate::prompt_cache::check_cache_settings(self)?;
+        self.validate_beams()
+    }
+
+    fn validate_beams(&self) -> Result<()> {
+        if self.num_beams == 0 {
+            return Err(bad("num_beams", "at least 1 (1 is no beam search)", 0));
+        }
+        if !(1..=self.num_beams).contains(&self.num_return_sequences) {
+            return Err(bad(
+                "num_return_sequences",
+                &format!("between 1 and num_beams ({})", self.num_beams),
+                self.num_return_sequences,
+            ));
+        }
+        if !self.length_penalty.is_finite() {
+            return Err(bad(
+                "length_penalty",
+                "a finite number",
+                self.length_penalty,
+            ));
+        }
+        if self.num_beams > 1 && !self.is_greedy() {
+            return Err(bad(
+                "temperature",
+                "0 with num_beams > 1 (beam search does not sample)",
+                self.temperature,
+            ));
+        }
         Ok(())
     }
 
