@@ -107,7 +107,7 @@ class SlidingGenerateCase:
         manifest = {
             "format": 1,
             "kind": "cache_generate",
-            "arch": "llama",
+            "arch": "generation",
             "case": self.name,
             "description": self.description,
             "reference": g.reference_versions(),

@@ -178,6 +178,14 @@ fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
     Ok(header.metadata().clone().unwrap_or_default())
 }
 
+/// A prompt cache read from a file.
+pub struct LoadedPromptCache {
+    /// One cache per layer, ready to continue from.
+    pub cache: Vec<Box<dyn KvCache>>,
+    /// The file's metadata (the caller's keys and `forge.layers`).
+    pub metadata: HashMap<String, String>,
+}
+
 /// Loads a prompt cache saved by [`save_prompt_cache`] for `model` (with
 /// the same `max_kv_size` it was made with) and returns it with the saved
 /// metadata. A file made for another model or with other cache settings
@@ -187,7 +195,7 @@ pub fn load_prompt_cache(
     path: &Path,
     model: &dyn Model,
     max_kv_size: Option<usize>,
-) -> Result<(Vec<Box<dyn KvCache>>, HashMap<String, String>)> {
+) -> Result<LoadedPromptCache> {
     let metadata = read_metadata(path)?;
     let layers: Vec<SavedLayer> = match metadata.get(LAYERS_KEY) {
         Some(json) => serde_json::from_str(json)
@@ -227,7 +235,7 @@ pub fn load_prompt_cache(
         return Err(prompt_error(path, format!("unexpected tensor `{extra}`")));
     }
     check_shapes(path, model, &cache, &offsets)?;
-    Ok((cache, metadata))
+    Ok(LoadedPromptCache { cache, metadata })
 }
 
 /// `Ok(None)` when the saved layer is of `layer`'s kind; a quantized cache

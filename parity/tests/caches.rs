@@ -185,7 +185,8 @@ fn round_trip(case: &str, config: &GenerationConfig, split: usize) {
     let file = dir.path().join("prompt.safetensors");
     let metadata = HashMap::from([("model".to_string(), case.to_string())]);
     save_prompt_cache(&file, &cache, &metadata).unwrap();
-    let (restored, meta) = load_prompt_cache(&file, model, config.max_kv_size).unwrap();
+    let loaded_cache = load_prompt_cache(&file, model, config.max_kv_size).unwrap();
+    let (restored, meta) = (loaded_cache.cache, loaded_cache.metadata);
     assert_eq!(meta.get("model").map(String::as_str), Some(case));
     let kinds = |c: &[Box<dyn KvCache>]| c.iter().map(|c| c.kind()).collect::<Vec<_>>();
     assert_eq!(kinds(&restored), kinds(&cache));
