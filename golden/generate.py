@@ -618,6 +618,10 @@ from vision_cases import VISION_CASES  # noqa: E402  (cases with their own build
 
 CASES.update(VISION_CASES)
 
+import batch_cases  # noqa: E402  (batch_generate cases)
+
+CASES.update(batch_cases.cases())
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
