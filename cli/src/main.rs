@@ -1,6 +1,7 @@
 //! `forge`: parity checks, model inspection and generation from the command line.
 
 mod batch;
+mod beams;
 mod chat;
 mod embed_image;
 mod harmony;
@@ -11,7 +12,7 @@ mod textgen;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use forge_parity::{
     coverage_problems, find_golden_dir, render_table, run_case, select_cases, GateArch, RunOptions,
@@ -85,6 +86,8 @@ enum Command {
         max_tokens: usize,
         #[command(flatten)]
         sampling: textgen::SamplingArgs,
+        #[command(flatten)]
+        beam: beams::BeamArgs,
         /// Wrap the prompt in the chat template as a user message.
         #[arg(long)]
         chat_template: bool,
@@ -152,6 +155,7 @@ fn main() -> ExitCode {
             prompts_file,
             max_tokens,
             sampling,
+            beam,
             chat_template,
             system,
             chat_template_args,
@@ -173,6 +177,7 @@ fn main() -> ExitCode {
             };
             sampling
                 .config(max_tokens)
+                .and_then(|config| beam.apply(config))
                 .and_then(|config| run(config, texts?))
                 .map(|()| true)
         }
@@ -280,6 +285,9 @@ fn batch_generate(
     config: &forge_core::GenerationConfig,
     verbose: bool,
 ) -> anyhow::Result<()> {
+    if config.num_beams > 1 {
+        bail!("--num-beams takes one prompt; found {}", texts.len());
+    }
     let template_args = textgen::template_args(prompt.template_args.as_deref())?;
     let model = textgen::model_or_default(model)?;
     let text_model = textgen::load(&model, dtype)?;
@@ -333,6 +341,9 @@ fn generate(
     // and its output is read back into channels once generation ends.
     let harmony = harmony::speaks_harmony(text_model.loaded.architecture.model_type);
     let ids = encode_prompt(&text_model, prompt, chat, &template_args)?;
+    if config.num_beams > 1 {
+        return beams::print_beams(&text_model, &ids, config);
+    }
     let stream = |text: &str| {
         if !harmony {
             textgen::print_flush(text)

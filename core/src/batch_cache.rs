@@ -103,14 +103,8 @@ impl BatchCache {
         }
         let rows: Vec<i32> = keep.iter().map(|&r| r as i32).collect();
         let rows = Array::from_slice(&rows, &[rows.len() as i32]);
-        let offset = self.offset();
         for layer in &mut self.layers {
-            let state = layer
-                .state()
-                .iter()
-                .map(|a| Ok(a.take_axis(&rows, 0)?))
-                .collect::<Result<Vec<_>>>()?;
-            layer.set_state(state, offset)?;
+            layer.select_rows(&rows)?;
         }
         self.left_padding = keep.iter().map(|&r| self.left_padding[r]).collect();
         Ok(())

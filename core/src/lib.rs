@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod batch_cache;
+pub mod beam;
 pub mod cache;
 pub mod chat_template;
 pub mod config;

@@ -9,6 +9,7 @@
 //! cache (incremental and chunked prefill against the one-shot forward).
 
 mod batch;
+mod beam;
 pub mod compare;
 pub mod error;
 pub mod gate;

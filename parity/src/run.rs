@@ -87,11 +87,12 @@ fn run_checks(
         Some("logits_processors") => return generation::run_processors(dir, manifest, report),
         Some("generate") => return generation::run_generate(dir, manifest, report),
         Some("batch_generate") => return crate::batch::run_batch(dir, manifest, report),
+        Some("beam_search") => return crate::beam::run_beam_search(dir, manifest, report),
         Some(other) => {
             return Err(ParityError::Case {
                 path: dir.join("manifest.json"),
                 message: format!(
-                    "unknown case kind `{other}` (expected model, logits_processors, generate or batch_generate)"
+                    "unknown case kind `{other}` (expected model, logits_processors, generate, batch_generate or beam_search)"
                 ),
             })
         }
