@@ -93,13 +93,20 @@ impl BatchCache {
     }
 
     /// Keeps only the rows `keep` (indices into the current rows, in the
-    /// order given) in every layer.
+    /// order given) in every layer. Keeping no row empties the cache.
     pub fn filter(&mut self, keep: &[usize]) -> Result<()> {
         if let Some(&bad) = keep.iter().find(|&&r| r >= self.batch_size()) {
             return Err(Error::InvalidInput {
                 expected: format!("row indices below the batch size {}", self.batch_size()),
                 found: bad.to_string(),
             });
+        }
+        if keep.is_empty() {
+            for layer in &mut self.layers {
+                layer.set_state(Vec::new(), 0)?;
+            }
+            self.left_padding.clear();
+            return Ok(());
         }
         let rows: Vec<i32> = keep.iter().map(|&r| r as i32).collect();
         let rows = Array::from_slice(&rows, &[rows.len() as i32]);
@@ -236,7 +243,7 @@ mod tests {
             }
             cache.filter(&keep).unwrap();
             prop_assert_eq!(cache.batch_size(), keep.len());
-            prop_assert_eq!(cache.offset(), 5);
+            prop_assert_eq!(cache.offset(), if keep.is_empty() { 0 } else { 5 });
             let want_padding: Vec<usize> = keep.iter().map(|&r| padding[r]).collect();
             prop_assert_eq!(cache.left_padding(), want_padding.as_slice());
             let kept: Vec<i32> = keep.iter().map(|&r| r as i32).collect();
