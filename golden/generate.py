@@ -616,6 +616,10 @@ import gptoss_cases  # noqa: E402
 
 CASES.update(gptoss_cases.register(sys.modules[__name__]))
 
+import speculative_cases  # noqa: E402
+
+CASES.update(speculative_cases.cases(generation_helpers()))
+
 from vision_cases import VISION_CASES  # noqa: E402  (cases with their own build())
 
 CASES.update(VISION_CASES)

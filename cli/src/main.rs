@@ -3,6 +3,7 @@
 mod batch;
 mod beams;
 mod chat;
+mod draft;
 mod embed_image;
 mod harmony;
 mod inspect;
@@ -88,6 +89,8 @@ enum Command {
         sampling: textgen::SamplingArgs,
         #[command(flatten)]
         beam: beams::BeamArgs,
+        #[command(flatten)]
+        draft: draft::DraftArgs,
         /// Wrap the prompt in the chat template as a user message.
         #[arg(long)]
         chat_template: bool,
@@ -156,6 +159,7 @@ fn main() -> ExitCode {
             max_tokens,
             sampling,
             beam,
+            draft,
             chat_template,
             system,
             chat_template_args,
@@ -169,15 +173,21 @@ fn main() -> ExitCode {
                     chat: chat_template.then_some(system.as_deref()),
                     template_args: chat_template_args,
                 };
+                let models = Models {
+                    model: model.as_deref(),
+                    draft: draft.draft_model.as_deref(),
+                    dtype: &dtype,
+                };
                 if texts.len() == 1 {
-                    generate(model.as_deref(), &dtype, prompt, &config, verbose)
+                    generate(models, prompt, &config, verbose)
                 } else {
-                    batch_generate(model.as_deref(), &dtype, prompt, &texts, &config, verbose)
+                    batch_generate(models, prompt, &texts, &config, verbose)
                 }
             };
             sampling
                 .config(max_tokens)
                 .and_then(|config| beam.apply(config))
+                .and_then(|config| draft.apply(config))
                 .and_then(|config| run(config, texts?))
                 .map(|()| true)
         }
@@ -278,19 +288,21 @@ fn encode_prompt(
 
 /// `forge generate` with several prompts: one batch, results in order.
 fn batch_generate(
-    model: Option<&str>,
-    dtype: &str,
+    models: Models,
     prompt: Prompt,
     texts: &[String],
     config: &forge_core::GenerationConfig,
     verbose: bool,
 ) -> anyhow::Result<()> {
-    if config.num_beams > 1 {
-        bail!("--num-beams takes one prompt; found {}", texts.len());
+    if config.num_beams > 1 || models.draft.is_some() {
+        bail!(
+            "--num-beams and --draft-model take one prompt; found {}",
+            texts.len()
+        );
     }
     let template_args = textgen::template_args(prompt.template_args.as_deref())?;
-    let model = textgen::model_or_default(model)?;
-    let text_model = textgen::load(&model, dtype)?;
+    let model = textgen::model_or_default(models.model)?;
+    let text_model = textgen::load(&model, models.dtype)?;
     let ids = texts
         .iter()
         .map(|t| encode_prompt(&text_model, t, prompt.chat, &template_args))
@@ -321,10 +333,19 @@ struct Prompt<'a> {
     template_args: Option<String>,
 }
 
+/// The models `forge generate` loads.
+struct Models<'a> {
+    /// `--model` (the default model when absent).
+    model: Option<&'a str>,
+    /// `--draft-model`.
+    draft: Option<&'a str>,
+    /// `--dtype`, for both.
+    dtype: &'a str,
+}
+
 /// `forge generate`.
 fn generate(
-    model: Option<&str>,
-    dtype: &str,
+    models: Models,
     prompt: Prompt,
     config: &forge_core::GenerationConfig,
     verbose: bool,
@@ -335,8 +356,14 @@ fn generate(
         template_args,
     } = prompt;
     let template_args = textgen::template_args(template_args.as_deref())?;
-    let model = textgen::model_or_default(model)?;
-    let text_model = textgen::load(&model, dtype)?;
+    let model = textgen::model_or_default(models.model)?;
+    let text_model = textgen::load(&model, models.dtype)?;
+    let draft_model = models
+        .draft
+        .map(|m| inspect::load_with_dtype(m, models.dtype).with_context(|| format!("loading {m}")))
+        .transpose()?
+        .map(|(loaded, _)| loaded);
+    let draft_net = draft_model.as_ref().map(|d| d.model.as_ref());
     // gpt-oss speaks Harmony: its prompt is always a rendered conversation,
     // and its output is read back into channels once generation ends.
     let harmony = harmony::speaks_harmony(text_model.loaded.architecture.model_type);
@@ -349,7 +376,7 @@ fn generate(
             textgen::print_flush(text)
         }
     };
-    let out = textgen::generate(&text_model, &ids, config, stream)?;
+    let out = textgen::generate_with_draft(&text_model, draft_net, &ids, config, stream)?;
     if harmony {
         let decoded = text_model.tokenizer.decode(&out.tokens, false)?;
         harmony::print_output(&decoded, verbose);
@@ -367,6 +394,13 @@ fn generate(
             out.peak_memory,
             out.finish_reason
         );
+        if draft_model.is_some() {
+            eprintln!(
+                "[forge] draft: {} of {} tokens accepted from the draft model",
+                out.from_draft,
+                out.tokens.len()
+            );
+        }
     }
     Ok(())
 }

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use forge_core::generate::stream_generate;
 use forge_core::models::DEFAULT_MODEL;
+use forge_core::speculative::stream_generate_with_draft;
 use forge_core::tokenizer::Tokenizer;
-use forge_core::{GenerationConfig, LoadedModel};
+use forge_core::{GenerationConfig, LoadedModel, Model};
 use serde_json::{Map, Value};
 
 /// Prompt tokens run through the model per forward pass.
@@ -158,6 +159,8 @@ pub struct Generated {
     pub generation_tps: f64,
     /// Peak memory MLX used, in GB.
     pub peak_memory: f64,
+    /// How many tokens came from the draft model (speculative decoding).
+    pub from_draft: usize,
 }
 
 /// Generates after `prompt` (token ids) with forge-core's generation loop
@@ -165,6 +168,18 @@ pub struct Generated {
 /// new piece of text as soon as it is settled.
 pub fn generate(
     model: &TextModel,
+    prompt: &[u32],
+    config: &GenerationConfig,
+    on_text: impl FnMut(&str),
+) -> anyhow::Result<Generated> {
+    generate_with_draft(model, None, prompt, config, on_text)
+}
+
+/// Like [`generate`], with a draft model proposing tokens when one is
+/// given (speculative decoding; the output is what `model` alone gives).
+pub fn generate_with_draft(
+    model: &TextModel,
+    draft: Option<&dyn Model>,
     prompt: &[u32],
     config: &GenerationConfig,
     mut on_text: impl FnMut(&str),
@@ -178,8 +193,13 @@ pub fn generate(
         prompt_tps: 0.0,
         generation_tps: 0.0,
         peak_memory: 0.0,
+        from_draft: 0,
     };
-    for response in stream_generate(net, &model.tokenizer, prompt, &config)? {
+    let stream = match draft {
+        Some(draft) => stream_generate_with_draft(net, draft, &model.tokenizer, prompt, &config)?,
+        None => stream_generate(net, &model.tokenizer, prompt, &config)?,
+    };
+    for response in stream {
         let response = response?;
         if !response.text.is_empty() {
             on_text(&response.text);
@@ -193,6 +213,7 @@ pub fn generate(
         out.prompt_tps = response.prompt_tps;
         out.generation_tps = response.generation_tps;
         out.peak_memory = response.peak_memory;
+        out.from_draft += usize::from(response.from_draft);
     }
     Ok(out)
 }
