@@ -624,6 +624,10 @@ from vision_cases import VISION_CASES  # noqa: E402  (cases with their own build
 
 CASES.update(VISION_CASES)
 
+from qwen_vl_cases import QWEN_VL_CASES  # noqa: E402  (cases with their own build())
+
+CASES.update(QWEN_VL_CASES)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

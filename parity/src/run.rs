@@ -150,6 +150,7 @@ fn run_checks(
             attention_mask: mask.clone(),
             output_hidden_states: true,
             pixel_values: pixel_values.clone(),
+            ..Default::default()
         },
     )?;
     let positions = b * t;

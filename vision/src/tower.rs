@@ -23,6 +23,11 @@ pub trait VisionTower: std::fmt::Debug {
     fn name(&self) -> &'static str;
     /// Runs the tower on `pixels` `[B, C, H, W]`.
     fn encode(&self, pixels: &Array, keep_hidden: bool) -> Result<TowerOutput>;
+    /// Runs the tower with the whole forward options; towers that need more
+    /// than pixels (Qwen2-VL's `image_grid_thw`) override this.
+    fn encode_with(&self, pixels: &Array, options: &ForwardOptions) -> Result<TowerOutput> {
+        self.encode(pixels, options.output_hidden_states)
+    }
     /// Number of encoder layers.
     fn num_layers(&self) -> usize;
     /// The compiled plan, for `forge inspect`.
@@ -50,7 +55,7 @@ impl<T: VisionTower> Model for Encoder<T> {
                 found: "token ids or embeddings".into(),
             });
         };
-        let out = self.0.encode(pixels, options.output_hidden_states)?;
+        let out = self.0.encode_with(pixels, options)?;
         Ok(ModelOutput {
             last_hidden_state: Some(out.last_hidden_state),
             pooler_output: out.pooler_output,
