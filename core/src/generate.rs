@@ -418,6 +418,10 @@ pub struct GenerationResponse {
 /// Streams text from a prompt of token ids: one [`GenerationResponse`] per
 /// generated token. Stop strings end the stream and are never part of the
 /// text; an EOS token ends it without adding text.
+///
+/// A stop string ends generation on the token that completes it, as HF's
+/// `stop_strings` does; HF keeps that token's text in its output, the
+/// stream hands out the text only up to where the stop string begins.
 pub struct TextStream<'m, 't> {
     generator: Box<dyn TokenSource + 'm>,
     detokenizer: StreamingDetokenizer<'t>,
