@@ -88,6 +88,7 @@ fn run_checks(
         Some("logits_processors") => return generation::run_processors(dir, manifest, report),
         Some("generate") => return generation::run_generate(dir, manifest, report),
         Some("cache_generate") => return generation::run_cache_generate(dir, manifest, report),
+        Some("batch_generate") => return crate::batch::run_batch(dir, manifest, report),
         Some("speculative") => return speculative::run_speculative(dir, manifest, report),
         Some("stop_strings") => return speculative::run_stop_strings(dir, manifest, report),
         Some("beam_search") => return crate::beam::run_beam_search(dir, manifest, report),
@@ -95,7 +96,7 @@ fn run_checks(
             return Err(ParityError::Case {
                 path: dir.join("manifest.json"),
                 message: format!(
-                    "unknown case kind `{other}` (expected model, logits_processors, generate, beam_search, speculative, stop_strings or cache_generate)"
+                    "unknown case kind `{other}` (expected model, logits_processors, generate, batch_generate, beam_search, speculative, stop_strings or cache_generate)"
                 ),
             })
         }
