@@ -618,6 +618,10 @@ from vision_cases import VISION_CASES  # noqa: E402  (cases with their own build
 
 CASES.update(VISION_CASES)
 
+from llava_cases import LLAVA_CASES  # noqa: E402  (LLaVA and CLIP projection cases)
+
+CASES.update(LLAVA_CASES)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

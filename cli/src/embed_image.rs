@@ -1,5 +1,6 @@
 //! `forge embed-image`: an image through a vision encoder's preprocessing
-//! and tower, printing the pooled embedding.
+//! and tower, printing the pooled embedding (projected, as HF's
+//! `image_embeds`, when the checkpoint has a projection).
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use forge_core::model::{ForwardOptions, ModelInput, ModelKind};
 use forge_vision::ImageProcessor;
 
 /// Loads the encoder in `model`, embeds `image` and prints the pooled
-/// output as a JSON array on stdout.
+/// output (or `image_embeds` where the model has them) as a JSON array on stdout.
 pub fn run(model: &str, image: &Path) -> anyhow::Result<()> {
     let loaded = forge_core::load_model(model, &forge_core::LoadOptions::default())?;
     if loaded.model.kind() != ModelKind::Encoder {
@@ -26,8 +27,10 @@ pub fn run(model: &str, image: &Path) -> anyhow::Result<()> {
         None,
         &ForwardOptions::default(),
     )?;
+    // The projected embedding (CLIP's image_embeds) when the checkpoint has one.
     let pooled = output
-        .pooler_output
+        .image_embeds
+        .or(output.pooler_output)
         .with_context(|| format!("{}: the model has no pooled output", loaded.dir.display()))?
         .as_dtype(Dtype::Float32)?;
     pooled.eval()?;

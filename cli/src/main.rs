@@ -59,7 +59,8 @@ enum Command {
     },
     /// List the registered architectures.
     Archs,
-    /// Print the pooled embedding of an image from a vision encoder (JSON array).
+    /// Print the pooled embedding of an image from a vision encoder (JSON array;
+    /// image_embeds when the checkpoint has a projection, e.g. CLIP's visual_projection).
     EmbedImage {
         /// A vision model folder (with preprocessor_config.json) or hub id.
         #[arg(long)]

@@ -1,4 +1,4 @@
-//! `forge embed-image` against HF's pooled output, and its errors.
+//! `forge embed-image` against HF's pooled output (or image_embeds), and its errors.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,13 +27,18 @@ fn embed(model: &Path, image: &Path) -> (bool, String, String) {
 
 #[test]
 fn prints_hf_pooled_output_for_a_png() {
-    for case in ["clip-vision", "siglip-vision"] {
+    // A checkpoint with CLIP's visual projection prints HF's image_embeds.
+    for (case, key) in [
+        ("clip-vision", "pooler_output"),
+        ("siglip-vision", "pooler_output"),
+        ("clip-vision-projection", "image_embeds"),
+    ] {
         let dir = golden().join(case);
         let (ok, stdout, stderr) = embed(&dir.join("model"), &dir.join("image.png"));
         assert!(ok, "{case}: {stderr}");
         let got: Vec<f32> = serde_json::from_str(stdout.trim()).unwrap();
         let expected = load_safetensors_file(&dir.join("expected.safetensors")).unwrap();
-        let pooled = expected["pooler_output"].as_dtype(Dtype::Float32).unwrap();
+        let pooled = expected[key].as_dtype(Dtype::Float32).unwrap();
         pooled.eval().unwrap();
         let want = &pooled.as_slice::<f32>()[..got.len()];
         assert_eq!(got.len() * 2, pooled.size(), "{case}: one image of the two");

@@ -2,11 +2,11 @@
 
 use std::path::Path;
 
-use forge_core::generate::{greedy, prefill};
+use forge_core::generate::{greedy, prefill, TokenGenerator};
 use forge_core::mlx_rs::{Array, Dtype};
 use forge_core::model::{Fault, ForwardOptions, ModelInput};
 use forge_core::weights::{load_safetensors_file, TensorMap};
-use forge_core::{load_model_dir, LoadOptions, Model};
+use forge_core::{load_model_dir, GenerationConfig, LoadOptions, Model};
 
 use crate::compare::{compare, to_f64, Errors};
 use crate::error::{ParityError, Result};
@@ -184,6 +184,7 @@ fn run_checks(
             &expected,
             &input_ids,
             keep.as_deref(),
+            pixel_values.as_ref(),
         )?;
     }
     // The cache checks feed tokens alone; a case with images has no such path.
@@ -358,6 +359,7 @@ fn check_greedy(
     expected: &Expected,
     input_ids: &Array,
     keep: Option<&[bool]>,
+    pixel_values: Option<&Array>,
 ) -> Result<()> {
     let want = expected.get("greedy_tokens")?.as_dtype(Dtype::Int32)?;
     want.eval()?;
@@ -367,8 +369,31 @@ fn check_greedy(
         .map_or(want.dim(1) as usize, |g| g.max_new_tokens);
     let want: Vec<u32> = want.as_slice::<i32>().iter().map(|&v| v as u32).collect();
     let mut got = Vec::new();
-    for row in rows(input_ids, keep)? {
-        got.extend(greedy(model, &row, n, 512)?);
+    let prompts = rows(input_ids, keep)?;
+    match (pixel_values, prompts.as_slice()) {
+        (None, _) => {
+            for row in &prompts {
+                got.extend(greedy(model, row, n, 512)?);
+            }
+        }
+        // With images: generation's own path (embeddings with the image
+        // features, prefilled in chunks), greedy, exactly n tokens.
+        (Some(pixels), [row]) => {
+            let config = GenerationConfig {
+                max_new_tokens: n,
+                prefill_step_size: CONSISTENCY_CHUNK,
+                ..Default::default()
+            };
+            for step in TokenGenerator::with_images(model, row, pixels, &config)? {
+                got.push(step?.token);
+            }
+        }
+        (Some(_), _) => {
+            return Err(ParityError::Case {
+                path: expected.path.clone(),
+                message: "greedy_tokens with pixel_values needs a batch of one prompt".into(),
+            })
+        }
     }
     let matching = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
     let pass = got == want;

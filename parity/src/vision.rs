@@ -1,6 +1,6 @@
 //! Checks of vision cases: image preprocessing (image files in,
 //! `pixel_values` out) and encoders (`pixel_values` in; `last_hidden_state`,
-//! `pooler_output` and every hidden state out).
+//! `pooler_output`, `image_embeds` and every hidden state out).
 
 use std::path::Path;
 
@@ -76,6 +76,7 @@ pub(crate) fn check_encoder(
     for (check, actual) in [
         ("last_hidden_state", &output.last_hidden_state),
         ("pooler_output", &output.pooler_output),
+        ("image_embeds", &output.image_embeds),
     ] {
         if !manifest.has_check(check) {
             continue;
