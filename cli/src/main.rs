@@ -6,6 +6,7 @@ mod harmony;
 mod inspect;
 mod plugins;
 mod textgen;
+mod vlm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,6 +97,10 @@ enum Command {
         /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
         #[arg(long, default_value = "plan")]
         dtype: String,
+        /// An image for a vision-language model (repeatable): the prompt holds
+        /// its image token (e.g. `<image>`) once per image, in order.
+        #[arg(long)]
+        image: Vec<PathBuf>,
     },
     /// Chat with a model in the terminal (its chat template applied).
     Chat {
@@ -152,11 +157,13 @@ fn main() -> ExitCode {
             chat_template_args,
             verbose,
             dtype,
+            image,
         } => {
             let prompt = Prompt {
                 text: &prompt,
                 chat: chat_template.then_some(system.as_deref()),
                 template_args: chat_template_args,
+                images: image,
             };
             let settings = sampling.config(max_tokens);
             settings
@@ -235,6 +242,8 @@ struct Prompt<'a> {
     chat: Option<Option<&'a str>>,
     /// `--chat-template-args`: extra chat template variables as JSON.
     template_args: Option<String>,
+    /// `--image` files, for vision-language models.
+    images: Vec<PathBuf>,
 }
 
 /// `forge generate`.
@@ -249,6 +258,7 @@ fn generate(
         text: prompt,
         chat,
         template_args,
+        images,
     } = prompt;
     let template_args = textgen::template_args(template_args.as_deref())?;
     let model = textgen::model_or_default(model)?;
@@ -284,7 +294,14 @@ fn generate(
             textgen::print_flush(text)
         }
     };
-    let out = textgen::generate(&text_model, &ids, config, stream)?;
+    let (ids, pixels) = match images.as_slice() {
+        [] => (ids, None),
+        files => {
+            let (ids, pixels) = vlm::prepare(&text_model, ids, files)?;
+            (ids, Some(pixels))
+        }
+    };
+    let out = textgen::generate_with_images(&text_model, &ids, pixels.as_ref(), config, stream)?;
     if harmony {
         let decoded = text_model.tokenizer.decode(&out.tokens, false)?;
         harmony::print_output(&decoded, verbose);

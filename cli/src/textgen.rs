@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use forge_core::generate::stream_generate;
+use forge_core::generate::{stream_generate, stream_generate_with_images};
+use forge_core::mlx_rs::Array;
 use forge_core::models::DEFAULT_MODEL;
 use forge_core::tokenizer::Tokenizer;
 use forge_core::{GenerationConfig, LoadedModel};
@@ -167,6 +168,19 @@ pub fn generate(
     model: &TextModel,
     prompt: &[u32],
     config: &GenerationConfig,
+    on_text: impl FnMut(&str),
+) -> anyhow::Result<Generated> {
+    generate_with_images(model, prompt, None, config, on_text)
+}
+
+/// [`generate`] with the images of a vision-language model's prompt
+/// (`pixel_values` `[images, C, H, W]`; the prompt's image tokens already
+/// repeated once per image feature).
+pub fn generate_with_images(
+    model: &TextModel,
+    prompt: &[u32],
+    pixel_values: Option<&Array>,
+    config: &GenerationConfig,
     mut on_text: impl FnMut(&str),
 ) -> anyhow::Result<Generated> {
     let mut config = config.clone();
@@ -184,7 +198,13 @@ pub fn generate(
         generation_tps: 0.0,
         peak_memory: 0.0,
     };
-    for response in stream_generate(net, &model.tokenizer, prompt, &config)? {
+    let stream = match pixel_values {
+        None => stream_generate(net, &model.tokenizer, prompt, &config)?,
+        Some(pixels) => {
+            stream_generate_with_images(net, &model.tokenizer, prompt, pixels, &config)?
+        }
+    };
+    for response in stream {
         let response = response?;
         if !response.text.is_empty() {
             on_text(&response.text);

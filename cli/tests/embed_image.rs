@@ -1,21 +1,21 @@
-//! `forge embed-image` against HF's pooled output (or image_embeds), and its errors.
+//! `forge embed-image` against HF's pooled output (or image_embeds), and
+//! `forge generate --image` with a LLaVA model against HF's greedy tokens;
+//! their errors.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use forge_core::mlx_rs::Dtype;
+use forge_core::tokenizer::Tokenizer;
 use forge_core::weights::load_safetensors_file;
 
 fn golden() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../golden")
 }
 
-fn embed(model: &Path, image: &Path) -> (bool, String, String) {
+fn forge(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_forge"))
-        .arg("embed-image")
-        .arg("--model")
-        .arg(model)
-        .arg(image)
+        .args(args)
         .output()
         .unwrap();
     (
@@ -23,6 +23,15 @@ fn embed(model: &Path, image: &Path) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+fn embed(model: &Path, image: &Path) -> (bool, String, String) {
+    forge(&[
+        "embed-image",
+        "--model",
+        model.to_str().unwrap(),
+        image.to_str().unwrap(),
+    ])
 }
 
 #[test]
@@ -70,4 +79,69 @@ fn a_corrupt_image_or_a_text_model_is_a_clear_error() {
     );
     assert!(!ok);
     assert!(stderr.contains("not a vision encoder"), "{stderr}");
+}
+
+// `forge generate --image` with a LLaVA model.
+
+/// The case's prompt text (before the image token is expanded).
+fn prompt(case: &Path) -> String {
+    let text = std::fs::read_to_string(case.join("manifest.json")).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    manifest["prompt"].as_str().unwrap().to_string()
+}
+
+fn generate(case: &Path, image: &Path, prompt: &str) -> (bool, String, String) {
+    let model = case.join("model");
+    forge(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--prompt",
+        prompt,
+        "--max-tokens",
+        "8",
+        "--temp",
+        "0",
+    ])
+}
+
+#[test]
+fn greedy_text_with_an_image_is_hf_greedy() {
+    for name in ["llava-clip", "llava-multilayer-full"] {
+        let case = golden().join(name);
+        let (ok, stdout, stderr) = generate(&case, &case.join("image.png"), &prompt(&case));
+        assert!(ok, "{name}: {stderr}");
+        let expected = load_safetensors_file(&case.join("expected.safetensors")).unwrap();
+        let want = expected["greedy_tokens"].as_dtype(Dtype::Int32).unwrap();
+        want.eval().unwrap();
+        let want: Vec<u32> = want.as_slice::<i32>().iter().map(|&t| t as u32).collect();
+        let tokenizer = Tokenizer::from_dir(&case.join("model")).unwrap();
+        let text = tokenizer.decode(&want, false).unwrap();
+        assert_eq!(stdout.strip_suffix('\n').unwrap_or(&stdout), text, "{name}");
+    }
+}
+
+#[test]
+fn a_prompt_without_the_image_token_or_a_corrupt_image_is_a_clear_error() {
+    let case = golden().join("llava-clip");
+    let image = case.join("image.png");
+    let (ok, _, stderr) = generate(&case, &image, "no image token here");
+    assert!(!ok);
+    assert!(
+        stderr.contains("the prompt must hold <image> once per image")
+            && stderr.contains("1 image(s) given, the prompt has 0 image token(s)"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.png");
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\n truncated").unwrap();
+    let (ok, _, stderr) = generate(&case, &bad, &prompt(&case));
+    assert!(!ok);
+    assert!(
+        stderr.contains("broken.png: cannot decode the image"),
+        "{stderr}"
+    );
 }
