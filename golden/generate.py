@@ -40,6 +40,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig  # noq
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from generation_cases import case_gen_greedy_processors, case_gen_logits_processors  # noqa: E402
+from beam_cases import case_gen_beam_search  # noqa: E402
 
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
@@ -599,6 +600,7 @@ CASES: dict[str, Callable[[], Case]] = {
     "mistral-sliding-window": case_mistral_sliding_window,
     "gen-logits-processors": lambda: case_gen_logits_processors(generation_helpers()),
     "gen-greedy-processors": lambda: case_gen_greedy_processors(generation_helpers()),
+    "gen-beam-search": lambda: case_gen_beam_search(generation_helpers()),
 }
 
 # Cases over real checkpoints build themselves (`.build(out_root)`).

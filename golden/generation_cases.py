@@ -67,6 +67,17 @@ def hf_generation_config(config: dict, prompt_length: int) -> GenerationConfig:
     return gc
 
 
+def hf_generate(model, prompt, config: dict, prompt_length: int):
+    """HF generate() with one of our item configs: pad id 0, no EOS ids unless
+    the item gives some, scores returned."""
+    gc = hf_generation_config(config, prompt_length)
+    gc.pad_token_id = 0
+    if not config.get("eos_token_id"):
+        gc.eos_token_id = None
+    with torch.no_grad():
+        return model.generate(input_ids=prompt, generation_config=gc, return_dict_in_generate=True, output_scores=True)
+
+
 def hf_processors(model, config: dict, prompt_length: int):
     if "min_tokens_to_keep" in config:
         # HF's generate() passes 1 (2+ with beams) whatever the config says, so
@@ -289,6 +300,17 @@ def write_tokenizer(model_dir: Path, vocab_size: int) -> None:
     (model_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
+def new_tiny_llama_case(out_root: Path, name: str, seed: int, helpers: dict) -> tuple[Path, Path]:
+    """A fresh case folder holding the seeded tiny llama in `model/`."""
+    case_dir = out_root / name
+    model_dir = case_dir / "model"
+    if case_dir.exists():
+        shutil.rmtree(case_dir)
+    model_dir.mkdir(parents=True)
+    helpers["build_model"](_tiny_llama(helpers), seed).save_pretrained(model_dir)
+    return case_dir, model_dir
+
+
 def _first_new_position(tokens: list[int], start: int) -> int:
     """The first position >= start whose token did not occur before it."""
     for k in range(start, len(tokens)):
@@ -341,27 +363,14 @@ class GreedyCase:
 
     def build(self, out_root: Path) -> str:
         helpers = self.helpers
-        case_dir = out_root / self.name
-        model_dir = case_dir / "model"
-        if case_dir.exists():
-            shutil.rmtree(case_dir)
-        model_dir.mkdir(parents=True)
-        model = helpers["build_model"](_tiny_llama(helpers), self.seed)
-        model.save_pretrained(model_dir)
-        write_tokenizer(model_dir, model.config.vocab_size)
+        case_dir, model_dir = new_tiny_llama_case(out_root, self.name, self.seed, helpers)
+        write_tokenizer(model_dir, _tiny_llama(helpers).vocab_size)
         model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager", dtype=torch.float32).eval()
         gen = torch.Generator().manual_seed(self.seed + 1)
         prompt = torch.randint(3, model.config.vocab_size, (1, self.prompt_length), generator=gen)
 
         def run(config: dict) -> tuple[list[int], float]:
-            gc = hf_generation_config(config, self.prompt_length)
-            gc.pad_token_id = 0
-            if not config.get("eos_token_id"):
-                gc.eos_token_id = None
-            with torch.no_grad():
-                out = model.generate(
-                    input_ids=prompt, generation_config=gc, return_dict_in_generate=True, output_scores=True
-                )
+            out = hf_generate(model, prompt, config, self.prompt_length)
             gap = math.inf
             for step in out.scores:
                 finite = step[0][torch.isfinite(step[0])]

@@ -1,5 +1,6 @@
 //! `forge`: parity checks, model inspection and generation from the command line.
 
+mod beams;
 mod chat;
 mod embed_image;
 mod harmony;
@@ -82,6 +83,8 @@ enum Command {
         max_tokens: usize,
         #[command(flatten)]
         sampling: textgen::SamplingArgs,
+        #[command(flatten)]
+        beam: beams::BeamArgs,
         /// Wrap the prompt in the chat template as a user message.
         #[arg(long)]
         chat_template: bool,
@@ -152,6 +155,7 @@ fn main() -> ExitCode {
             prompt,
             max_tokens,
             sampling,
+            beam,
             chat_template,
             system,
             chat_template_args,
@@ -165,7 +169,9 @@ fn main() -> ExitCode {
                 template_args: chat_template_args,
                 images: image,
             };
-            let settings = sampling.config(max_tokens);
+            let settings = sampling
+                .config(max_tokens)
+                .and_then(|config| beam.apply(config));
             settings
                 .and_then(|config| generate(model.as_deref(), &dtype, prompt, &config, verbose))
                 .map(|()| true)
@@ -289,6 +295,9 @@ fn generate(
             text_model.tokenizer.encode(&text, false)?
         }
     };
+    if config.num_beams > 1 {
+        return beams::print_beams(&text_model, &ids, config);
+    }
     let stream = |text: &str| {
         if !harmony {
             textgen::print_flush(text)

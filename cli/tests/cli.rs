@@ -471,3 +471,48 @@ fn forge_core_model_path() -> String {
         .join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf");
     path.to_string_lossy().into_owned()
 }
+
+// ---------------------------------------------------------------- beam search
+
+/// The score printed on a hypothesis line `[rank] score S (...): text`.
+fn score(line: &str) -> f32 {
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+#[test]
+fn generate_with_beams_prints_every_returned_hypothesis_best_first() {
+    let model = tiny_model();
+    let base = ["generate", "--model", &model, "--prompt", "hi"];
+    let beams = ["--max-tokens", "6", "--num-beams", "3"];
+    let more = ["--num-return-sequences", "3", "--length-penalty", "0.5"];
+    let (ok, stdout, stderr) = forge(&[&base[..], &beams, &more].concat());
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines.windows(2).all(|w| score(w[0]) >= score(w[1])),
+        "{stdout}"
+    );
+    insta::assert_snapshot!("generate_num_beams_3", stdout);
+}
+
+#[test]
+fn malformed_beam_flags_are_refused_by_name() {
+    let model = tiny_model();
+    let base = ["generate", "--model", &model, "--prompt", "hi"];
+    for (flags, message) in [
+        (&["--num-beams", "0"][..], "num_beams"),
+        (
+            &["--num-beams", "2", "--num-return-sequences", "3"][..],
+            "num_return_sequences",
+        ),
+        (
+            &["--num-beams", "2", "--temp", "0.5"][..],
+            "beam search does not sample",
+        ),
+        (&["--early-stopping", "sometimes"][..], "early_stopping"),
+    ] {
+        let (ok, _, stderr) = forge(&[&base[..], flags].concat());
+        assert!(!ok && stderr.contains(message), "{flags:?}: {stderr}");
+    }
+}

@@ -29,6 +29,37 @@ pub trait KvCache {
 
     /// Restores tensors saved by [`KvCache::state`] with `offset` positions.
     fn set_state(&mut self, state: Vec<Array>, offset: usize) -> Result<()>;
+
+    /// Keeps the batch rows `rows` (int32 or uint32 indices, in that order; a
+    /// row may repeat) of every stored tensor: beam search moves each beam's
+    /// history with it. The default takes rows of [`KvCache::state`] along
+    /// axis 0; caches whose state is not batch-first override it.
+    fn select_rows(&mut self, rows: &Array) -> Result<()> {
+        let state = self.state();
+        if state.is_empty() {
+            return Ok(());
+        }
+        let offset = self.offset();
+        let picked = state
+            .iter()
+            .map(|a| take_rows(a, rows))
+            .collect::<Result<Vec<_>>>()?;
+        self.set_state(picked, offset)
+    }
+}
+
+/// Rows `rows` of `a` along axis 0, after checking every index is in range.
+pub fn take_rows(a: &Array, rows: &Array) -> Result<Array> {
+    let batch = a.dim(0).max(0) as u32;
+    let index = rows.as_dtype(mlx_rs::Dtype::Uint32)?;
+    index.eval()?;
+    if let Some(&bad) = index.as_slice::<u32>().iter().find(|&&r| r >= batch) {
+        return Err(Error::InvalidInput {
+            expected: format!("cache rows below the batch size {batch}"),
+            found: bad.to_string(),
+        });
+    }
+    Ok(a.take_axis(&index, 0)?)
 }
 
 /// The standard cache: keeps every position, growing along the time axis.

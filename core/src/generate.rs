@@ -108,7 +108,11 @@ fn last_argmax(logits: &Array) -> Result<u32> {
     Ok(id.as_slice::<u32>().first().copied().unwrap_or(0))
 }
 
-fn check_context(model: &dyn Model, cache: &[Box<dyn KvCache>], new: usize) -> Result<()> {
+pub(crate) fn check_context(
+    model: &dyn Model,
+    cache: &[Box<dyn KvCache>],
+    new: usize,
+) -> Result<()> {
     let used = cache.first().map_or(0, |c| c.offset());
     if let Some(max) = model.max_context() {
         if used + new > max {
@@ -124,7 +128,7 @@ fn check_context(model: &dyn Model, cache: &[Box<dyn KvCache>], new: usize) -> R
 /// Runs `tokens` through the model in chunks of at most `chunk` positions,
 /// filling `cache`, and returns the logits of the last position, `[vocab]`
 /// (not yet evaluated).
-fn prefill_last(
+pub(crate) fn prefill_last(
     model: &dyn Model,
     tokens: &[u32],
     cache: &mut [Box<dyn KvCache>],
@@ -285,6 +289,14 @@ impl<'m> TokenGenerator<'m> {
         config: &GenerationConfig,
     ) -> Result<Self> {
         config.validate()?;
+        if config.num_beams > 1 {
+            return Err(Error::InvalidInput {
+                expected: "num_beams 1 for token-by-token generation (beam search is \
+                           forge_core::beam::beam_search)"
+                    .into(),
+                found: format!("num_beams {}", config.num_beams),
+            });
+        }
         let vocab = model.vocab_size();
         if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= vocab) {
             return Err(Error::InvalidInput {
@@ -380,7 +392,7 @@ impl Iterator for TokenGenerator<'_> {
 }
 
 /// One row of logits as f32 on the host.
-fn to_host(logits: &Array) -> Result<Vec<f32>> {
+pub(crate) fn to_host(logits: &Array) -> Result<Vec<f32>> {
     let row = logits.as_dtype(Dtype::Float32)?;
     row.eval()?;
     Ok(row.as_slice::<f32>().to_vec())

@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::beam::EarlyStopping;
 use crate::error::{Error, Result};
 use crate::logits_processors::{
     ForcedBos, ForcedEos, ForcedTokens, LogitsProcessor, MinNewTokens, NoRepeatNgram,
@@ -91,6 +92,15 @@ pub struct GenerationConfig {
     pub seed: u64,
     /// Prompt positions per forward pass while prefilling.
     pub prefill_step_size: usize,
+    /// Beam search with this many beams (1: no beam search; see [`crate::beam`]).
+    pub num_beams: usize,
+    /// Beam search: a finished hypothesis scores its summed log-probs divided
+    /// by new_tokens ^ length_penalty (> 0 favours longer ones).
+    pub length_penalty: f32,
+    /// Beam search: when it may end before max length (`true`, `false`, `"never"`).
+    pub early_stopping: EarlyStopping,
+    /// Beam search: how many of the best hypotheses to return (≤ num_beams).
+    pub num_return_sequences: usize,
 }
 
 impl Default for GenerationConfig {
@@ -122,6 +132,10 @@ impl Default for GenerationConfig {
             stop_strings: Vec::new(),
             seed: 0,
             prefill_step_size: 2048,
+            num_beams: 1,
+            length_penalty: 1.0,
+            early_stopping: EarlyStopping::default(),
+            num_return_sequences: 1,
         }
     }
 }
@@ -212,6 +226,34 @@ impl GenerationConfig {
             return Err(bad("prefill_step_size", "at least 1", 0));
         }
         ForcedTokens::new(0, &self.forced_decoder_ids)?;
+        self.validate_beams()
+    }
+
+    fn validate_beams(&self) -> Result<()> {
+        if self.num_beams == 0 {
+            return Err(bad("num_beams", "at least 1 (1 is no beam search)", 0));
+        }
+        if !(1..=self.num_beams).contains(&self.num_return_sequences) {
+            return Err(bad(
+                "num_return_sequences",
+                &format!("between 1 and num_beams ({})", self.num_beams),
+                self.num_return_sequences,
+            ));
+        }
+        if !self.length_penalty.is_finite() {
+            return Err(bad(
+                "length_penalty",
+                "a finite number",
+                self.length_penalty,
+            ));
+        }
+        if self.num_beams > 1 && !self.is_greedy() {
+            return Err(bad(
+                "temperature",
+                "0 with num_beams > 1 (beam search does not sample)",
+                self.temperature,
+            ));
+        }
         Ok(())
     }
 

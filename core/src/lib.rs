@@ -5,6 +5,7 @@
 //! [`hub::resolve`] → [`ModelConfig`] → [`registry`] → the plugin's
 //! `build` with strictly checked [`Weights`] → a [`Model`] → generation.
 
+pub mod beam;
 pub mod cache;
 pub mod chat_template;
 pub mod config;

@@ -32,14 +32,17 @@ struct GenerateItem {
     finish_reason: String,
 }
 
-fn case_error(dir: &Path, message: String) -> ParityError {
+pub(crate) fn case_error(dir: &Path, message: String) -> ParityError {
     ParityError::Case {
         path: dir.to_path_buf(),
         message,
     }
 }
 
-fn items<T: for<'de> Deserialize<'de>>(dir: &Path, manifest: &Manifest) -> Result<Vec<T>> {
+pub(crate) fn items<T: for<'de> Deserialize<'de>>(
+    dir: &Path,
+    manifest: &Manifest,
+) -> Result<Vec<T>> {
     manifest
         .items
         .iter()
@@ -51,19 +54,19 @@ fn items<T: for<'de> Deserialize<'de>>(dir: &Path, manifest: &Manifest) -> Resul
         .collect()
 }
 
-fn config(dir: &Path, i: usize, value: &serde_json::Value) -> Result<GenerationConfig> {
+pub(crate) fn config(dir: &Path, i: usize, value: &serde_json::Value) -> Result<GenerationConfig> {
     serde_json::from_value(value.clone())
         .map_err(|e| case_error(dir, format!("manifest item {i}: generation config: {e}")))
 }
 
-fn tensor<'a>(dir: &Path, tensors: &'a TensorMap, name: &str) -> Result<&'a Array> {
+pub(crate) fn tensor<'a>(dir: &Path, tensors: &'a TensorMap, name: &str) -> Result<&'a Array> {
     tensors
         .get(name)
         .ok_or_else(|| case_error(dir, format!("expected.safetensors has no tensor `{name}`")))
 }
 
 /// `[B, T]` integer ids as rows.
-fn id_rows(ids: &Array) -> Result<Vec<Vec<u32>>> {
+pub(crate) fn id_rows(ids: &Array) -> Result<Vec<Vec<u32>>> {
     let ids = ids.as_dtype(Dtype::Int32)?;
     ids.eval()?;
     let t = ids.dim(ids.ndim() as i32 - 1).max(1) as usize;

@@ -86,11 +86,12 @@ fn run_checks(
         None | Some("model") => {}
         Some("logits_processors") => return generation::run_processors(dir, manifest, report),
         Some("generate") => return generation::run_generate(dir, manifest, report),
+        Some("beam_search") => return crate::beam::run_beam_search(dir, manifest, report),
         Some(other) => {
             return Err(ParityError::Case {
                 path: dir.join("manifest.json"),
                 message: format!(
-                    "unknown case kind `{other}` (expected model, logits_processors or generate)"
+                    "unknown case kind `{other}` (expected model, logits_processors, generate or beam_search)"
                 ),
             })
         }
