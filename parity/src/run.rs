@@ -188,9 +188,17 @@ fn run_checks(
             pixel_values.as_ref(),
         )?;
     }
-    // The cache checks feed tokens alone; a case with images has no such path.
-    if let (Some(logits), None) = (&output.logits, &pixel_values) {
-        check_cache_consistency(report, manifest, model, &input_ids, keep.as_deref(), logits)?;
+    if let Some(logits) = &output.logits {
+        let images = pixel_values.as_ref();
+        check_cache_consistency(
+            report,
+            manifest,
+            model,
+            &input_ids,
+            keep.as_deref(),
+            logits,
+            images,
+        )?;
     }
     Ok(())
 }
@@ -408,7 +416,9 @@ fn check_greedy(
 }
 
 /// Checks that need no reference: logits from incremental decoding through
-/// the cache, and from prefill in chunks, equal the one-shot forward.
+/// the cache, and from prefill in chunks, equal the one-shot forward. With
+/// images, the chunks run over the prompt's embeddings with the image
+/// features spliced in (as generation does).
 fn check_cache_consistency(
     report: &mut CaseReport,
     manifest: &Manifest,
@@ -416,12 +426,23 @@ fn check_cache_consistency(
     input_ids: &Array,
     keep: Option<&[bool]>,
     full_logits: &Array,
+    pixel_values: Option<&Array>,
 ) -> Result<()> {
     let tol = manifest.tolerance_for("logits");
     let t = input_ids.dim(1) as usize;
     let full = to_f64(full_logits)?;
     let vocab = full.len() / (input_ids.dim(0) as usize * t).max(1);
     let prompts = rows(input_ids, keep)?;
+    let embeddings = match pixel_values {
+        None => None,
+        Some(pixels) if prompts.len() == 1 => Some(model.embed_with_images(input_ids, pixels)?),
+        Some(_) => {
+            return Err(ParityError::Case {
+                path: manifest.case.clone().into(),
+                message: "pixel_values with a batch of more than one prompt".into(),
+            })
+        }
+    };
     for (check, chunk) in [
         ("incremental_decode", 1),
         ("chunked_prefill", CONSISTENCY_CHUNK),
@@ -432,7 +453,11 @@ fn check_cache_consistency(
         };
         for (r, row) in prompts.iter().enumerate() {
             let mut cache = model.new_cache();
-            let logits = to_f64(&prefill(model, row, &mut cache, chunk)?)?;
+            let logits = match &embeddings {
+                None => prefill(model, row, &mut cache, chunk)?,
+                Some(e) => prefill_embeddings(model, e, &mut cache, chunk)?,
+            };
+            let logits = to_f64(&logits)?;
             // The row's real positions are its last row.len() positions.
             let start = (r * t + (t - row.len())) * vocab;
             let reference = &full[start..start + row.len() * vocab];
@@ -446,4 +471,31 @@ fn check_cache_consistency(
         push_numeric(report, check, &note, worst, &tol);
     }
     Ok(())
+}
+
+/// Runs input embeddings `[1, T, hidden]` through the cache in chunks of
+/// `chunk` positions; the logits of every position.
+fn prefill_embeddings(
+    model: &dyn Model,
+    embeddings: &Array,
+    cache: &mut [Box<dyn forge_core::KvCache>],
+    chunk: usize,
+) -> Result<Array> {
+    let t = embeddings.dim(1);
+    let cuts: Vec<i32> = (chunk as i32..t).step_by(chunk).collect();
+    let mut pieces = Vec::new();
+    for piece in embeddings.split_at_indices(&cuts, 1)? {
+        let out = model.forward(
+            &ModelInput::Embeddings(piece),
+            Some(&mut *cache),
+            &ForwardOptions::default(),
+        )?;
+        let logits = out.logits.ok_or_else(|| ParityError::Case {
+            path: "model".into(),
+            message: "the model returned no logits".into(),
+        })?;
+        logits.eval()?;
+        pieces.push(logits);
+    }
+    Ok(forge_core::mlx_rs::ops::concatenate(&pieces, 1)?)
 }
