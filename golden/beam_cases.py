@@ -5,7 +5,8 @@ Manifest `kind` `beam_search`: a tiny seeded llama and HF
 return_dict_in_generate=True)` under several settings (num_beams 2 to 4,
 length_penalty 0.5 / 1.0 / 2.0 / -0.5, early_stopping True / False /
 "never", several returned sequences, EOS ids some beams hit early, with
-no_repeat_ngram_size, repetition_penalty or min_new_tokens on). For each
+no_repeat_ngram_size, repetition_penalty or min_new_tokens on; pairs that
+differ only in early_stopping and give different hypotheses). For each
 setting the returned hypotheses are saved best first: their new tokens
 (`tokens.<i>.<j>`), HF's `sequences_scores` (`scores.<i>`) and the finish
 reason ("stop" when the last token is an EOS id).
@@ -26,9 +27,21 @@ from transformers import AutoModelForCausalLM
 from generation_cases import hf_generate, new_tiny_llama_case, write_manifest
 
 
+# With the case's second EOS id, this token as a third makes early_stopping
+# "never" and false end differently (found by trying the tokens of the plain
+# search's beams; `build` checks the difference still holds).
+EOS_THIRD = 32
+
+# Pairs of settings that must give different hypotheses: early_stopping
+# false against true, and false against "never".
+CONTRASTS = [(8, 9), (10, 11), (12, 13)]
+
+
 def beam_settings(eos_early: int, eos_other: int, n: int) -> list[dict]:
     """The settings; `eos_early` is a token some beams of the plain search
     produce after a few steps, `eos_other` another one."""
+    three = {"max_new_tokens": n, "num_beams": 3, "num_return_sequences": 3}
+    two = {"max_new_tokens": n, "num_beams": 2, "num_return_sequences": 2}
     return [
         {"max_new_tokens": n, "num_beams": 2},
         {"max_new_tokens": n, "num_beams": 4, "num_return_sequences": 4},
@@ -73,6 +86,12 @@ def beam_settings(eos_early: int, eos_other: int, n: int) -> list[dict]:
             "repetition_penalty": 1.3,
             "min_new_tokens": 3,
         },
+        {**three, "eos_token_id": [eos_early]},
+        {**three, "eos_token_id": [eos_early], "early_stopping": True},
+        {**three, "eos_token_id": [eos_other, EOS_THIRD]},
+        {**three, "eos_token_id": [eos_other, EOS_THIRD], "early_stopping": "never"},
+        {**two, "eos_token_id": [eos_other], "length_penalty": 2.0},
+        {**two, "eos_token_id": [eos_other], "length_penalty": 2.0, "early_stopping": "never"},
     ]
 
 
@@ -135,7 +154,7 @@ class BeamCase:
                 raise RuntimeError(f"{self.name} setting {i}: f32 and f64 searches differ; change the seed")
             eos = config.get("eos_token_id") or []
             finish = ["stop" if t and t[-1] in eos else "length" for t, _ in hyps]
-            if eos and "stop" not in finish and config.get("early_stopping") is not True:
+            if eos and "stop" not in finish and config.get("early_stopping", False) is False:
                 raise RuntimeError(f"{self.name} setting {i}: no returned beam ends on EOS; pick another token")
             for j, (tokens, _) in enumerate(hyps):
                 tensors[f"tokens.{i}.{j}"] = torch.tensor([tokens], dtype=torch.int64)
@@ -149,6 +168,12 @@ class BeamCase:
                 }
             )
             lines.append(f"  {i}: {config} -> " + "; ".join(f"{t} {s:.4f} {f}" for (t, s), f in zip(hyps, finish)))
+        for a, b in CONTRASTS:
+            if tensors[f"scores.{a}"].shape == tensors[f"scores.{b}"].shape and all(
+                torch.equal(tensors[f"tokens.{a}.{j}"], tensors[f"tokens.{b}.{j}"])
+                for j in range(tensors[f"scores.{a}"].shape[0])
+            ):
+                raise RuntimeError(f"{self.name}: settings {a} and {b} give the same hypotheses; they prove nothing")
         save_file(tensors, str(case_dir / "expected.safetensors"))
         write_manifest(self, case_dir, "beam_search", {"max_abs": 1e-4, "rel": 1e-5}, items, helpers)
         kib = (model_dir / "model.safetensors").stat().st_size / 1024
@@ -163,8 +188,8 @@ def case_gen_beam_search(helpers: dict) -> BeamCase:
         description=(
             "HF generate(num_beams=...) on a tiny llama (vocab 96, 2 layers): num_beams 2-4, length_penalty "
             "0.5/1/2/-0.5, early_stopping True/False/never, num_return_sequences up to 4, EOS ids some beams hit "
-            "early, no_repeat_ngram_size, repetition_penalty, min_new_tokens; sequences, sequences_scores, "
-            "finish reasons"
+            "early, no_repeat_ngram_size, repetition_penalty, min_new_tokens, early_stopping pairs that differ; "
+            "sequences, sequences_scores, finish reasons"
         ),
         seed=2005,
         helpers=helpers,

@@ -616,6 +616,10 @@ import gptoss_cases  # noqa: E402
 
 CASES.update(gptoss_cases.register(sys.modules[__name__]))
 
+import speculative_cases  # noqa: E402
+
+CASES.update(speculative_cases.cases(generation_helpers()))
+
 from vision_cases import VISION_CASES  # noqa: E402  (cases with their own build())
 
 CASES.update(VISION_CASES)
@@ -623,6 +627,10 @@ CASES.update(VISION_CASES)
 from llava_cases import LLAVA_CASES  # noqa: E402  (LLaVA and CLIP projection cases)
 
 CASES.update(LLAVA_CASES)
+
+from qwen_vl_cases import QWEN_VL_CASES  # noqa: E402  (cases with their own build())
+
+CASES.update(QWEN_VL_CASES)
 
 
 def main(argv: list[str] | None = None) -> int:

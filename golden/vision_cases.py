@@ -64,9 +64,9 @@ def make_image(seed: int, width: int, height: int) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8), "RGB")
 
 
-def write_images(case_dir: Path, seed: int) -> list[str]:
+def write_images(case_dir: Path, seed: int, images: list = IMAGES) -> list[str]:
     names = []
-    for i, (name, fmt, width, height) in enumerate(IMAGES):
+    for i, (name, fmt, width, height) in enumerate(images):
         image = make_image(seed + 10 + i, width, height)
         buf = io.BytesIO()
         if fmt == "JPEG":
@@ -102,14 +102,9 @@ class VisionCase:
     model_class: object = None
 
     def build(self, out_root: Path) -> str:
-        from generate import DEFAULT_TOLERANCE, MANIFEST_FORMAT, init_weights, reference_versions, write_json
+        from generate import init_weights, write_json
 
-        case_dir = out_root / self.name
-        model_dir = case_dir / "model"
-        if case_dir.exists():
-            shutil.rmtree(case_dir)
-        model_dir.mkdir(parents=True)
-
+        case_dir, model_dir = fresh_case_dir(out_root, self.name)
         names = write_images(case_dir, self.seed)
         self.processor.save_pretrained(model_dir)
         processor = type(self.processor).from_pretrained(model_dir)
@@ -124,44 +119,20 @@ class VisionCase:
         model = model_class.from_pretrained(model_dir, attn_implementation="eager", dtype=torch.float32).eval()
         with torch.no_grad():
             out = model(pixel_values=pixel_values, output_hidden_states=True, return_dict=True)
-        hidden = list(out.hidden_states)
-        if len(hidden) != self.config.num_hidden_layers + 1:
-            raise RuntimeError(f"case {self.name}: {len(hidden)} hidden states")
-
-        tensors = {"pixel_values": pixel_values, "last_hidden_state": out.last_hidden_state}
-        for key in ("pooler_output", "image_embeds"):  # whichever the model class returns
-            if getattr(out, key, None) is not None:
-                tensors[key] = getattr(out, key)
-        for i, h in enumerate(hidden):
-            tensors[f"hidden_states.{i}"] = h
-        for key, t in tensors.items():
-            if not torch.isfinite(t).all():
-                raise RuntimeError(f"case {self.name}: non-finite values in {key}")
-        # Tensors that share memory (a hidden state is the last_hidden_state) must be cloned.
-        save_file({k: v.clone().contiguous() for k, v in tensors.items()}, str(case_dir / "expected.safetensors"))
-
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "arch": self.arch,
-            "case": self.name,
-            "description": self.description,
-            "reference": reference_versions() | {"torchvision": _version("torchvision"), "pillow": _version("PIL")},
-            "dtype": "float32",
-            "seed": self.seed,
-            "command": f"cargo xtask golden --case {self.name}",
-            "checks": list(self.checks),
-            "tolerance": dict(DEFAULT_TOLERANCE),
-            "images": names,
-            "check_tolerances": {
-                f"pixel_values:{name}": jpeg_tolerance(processor) for name in names if name.endswith(".jpg")
-            },
-        }
+        hidden = save_expected(
+            case_dir, self.name, {"pixel_values": pixel_values}, out, self.config.num_hidden_layers
+        )
+        manifest = vision_manifest(self, self.checks, names, processor)
         write_json(case_dir / "manifest.json", manifest, sort_keys=False)
         weights_kib = (model_dir / "model.safetensors").stat().st_size / 1024
         return (
             f"{self.name}: pixel_values {list(pixel_values.shape)} last_hidden_state "
             f"{list(out.last_hidden_state.shape)} "
-            + " ".join(f"{k} {list(tensors[k].shape)}" for k in ("pooler_output", "image_embeds") if k in tensors)
+            + " ".join(
+                f"{k} {list(getattr(out, k).shape)}"
+                for k in ("pooler_output", "image_embeds")
+                if getattr(out, k, None) is not None
+            )
             + " "
             f"layers={len(hidden) - 1} weights={weights_kib:.0f}KiB processor={type(processor).__name__}"
         )
@@ -169,6 +140,58 @@ class VisionCase:
 
 def _version(module: str) -> str:
     return __import__(module).__version__
+
+
+def fresh_case_dir(out_root: Path, name: str) -> tuple[Path, Path]:
+    """An empty golden/<name>/ with its model/ folder."""
+    case_dir = out_root / name
+    if case_dir.exists():
+        shutil.rmtree(case_dir)
+    (case_dir / "model").mkdir(parents=True)
+    return case_dir, case_dir / "model"
+
+
+def save_expected(case_dir: Path, name: str, inputs: dict, out, layers: int) -> list:
+    """Writes expected.safetensors: `inputs`, then the encoder output `out`
+    (last_hidden_state, pooler_output, every hidden state: `layers` + 1 of
+    them), after checking float tensors are finite. Returns the hidden states."""
+    hidden = list(out.hidden_states)
+    if len(hidden) != layers + 1:
+        raise RuntimeError(f"case {name}: {len(hidden)} hidden states for {layers} layers")
+    tensors = dict(inputs) | {"last_hidden_state": out.last_hidden_state}
+    for key in ("pooler_output", "image_embeds"):  # whichever the model class returns
+        if getattr(out, key, None) is not None:
+            tensors[key] = getattr(out, key)
+    for i, h in enumerate(hidden):
+        tensors[f"hidden_states.{i}"] = h
+    for key, t in tensors.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise RuntimeError(f"case {name}: non-finite values in {key}")
+    # Tensors that share memory (a hidden state is the last_hidden_state) must be cloned.
+    save_file({k: v.clone().contiguous() for k, v in tensors.items()}, str(case_dir / "expected.safetensors"))
+    return hidden
+
+
+def vision_manifest(case, checks: list[str], names: list[str], processor) -> dict:
+    """The manifest of a vision case (`case` has name, arch, description, seed)."""
+    from generate import DEFAULT_TOLERANCE, MANIFEST_FORMAT, reference_versions
+
+    return {
+        "format": MANIFEST_FORMAT,
+        "arch": case.arch,
+        "case": case.name,
+        "description": case.description,
+        "reference": reference_versions() | {"torchvision": _version("torchvision"), "pillow": _version("PIL")},
+        "dtype": "float32",
+        "seed": case.seed,
+        "command": f"cargo xtask golden --case {case.name}",
+        "checks": list(checks),
+        "tolerance": dict(DEFAULT_TOLERANCE),
+        "images": names,
+        "check_tolerances": {
+            f"pixel_values:{name}": jpeg_tolerance(processor) for name in names if name.endswith(".jpg")
+        },
+    }
 
 
 def case_clip_vision() -> VisionCase:

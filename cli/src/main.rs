@@ -2,6 +2,7 @@
 
 mod beams;
 mod chat;
+mod draft;
 mod embed_image;
 mod harmony;
 mod inspect;
@@ -85,6 +86,8 @@ enum Command {
         sampling: textgen::SamplingArgs,
         #[command(flatten)]
         beam: beams::BeamArgs,
+        #[command(flatten)]
+        draft: draft::DraftArgs,
         /// Wrap the prompt in the chat template as a user message.
         #[arg(long)]
         chat_template: bool,
@@ -156,6 +159,7 @@ fn main() -> ExitCode {
             max_tokens,
             sampling,
             beam,
+            draft,
             chat_template,
             system,
             chat_template_args,
@@ -171,9 +175,15 @@ fn main() -> ExitCode {
             };
             let settings = sampling
                 .config(max_tokens)
-                .and_then(|config| beam.apply(config));
+                .and_then(|config| beam.apply(config))
+                .and_then(|config| draft.apply(config));
+            let models = Models {
+                model: model.as_deref(),
+                draft: draft.draft_model.as_deref(),
+                dtype: &dtype,
+            };
             settings
-                .and_then(|config| generate(model.as_deref(), &dtype, prompt, &config, verbose))
+                .and_then(|config| generate(models, prompt, &config, verbose))
                 .map(|()| true)
         }
         Command::Chat {
@@ -252,10 +262,19 @@ struct Prompt<'a> {
     images: Vec<PathBuf>,
 }
 
+/// The models `forge generate` loads.
+struct Models<'a> {
+    /// `--model` (the default model when absent).
+    model: Option<&'a str>,
+    /// `--draft-model`.
+    draft: Option<&'a str>,
+    /// `--dtype`, for both.
+    dtype: &'a str,
+}
+
 /// `forge generate`.
 fn generate(
-    model: Option<&str>,
-    dtype: &str,
+    models: Models,
     prompt: Prompt,
     config: &forge_core::GenerationConfig,
     verbose: bool,
@@ -267,8 +286,14 @@ fn generate(
         images,
     } = prompt;
     let template_args = textgen::template_args(template_args.as_deref())?;
-    let model = textgen::model_or_default(model)?;
-    let text_model = textgen::load(&model, dtype)?;
+    let model = textgen::model_or_default(models.model)?;
+    let text_model = textgen::load(&model, models.dtype)?;
+    let draft_model = models
+        .draft
+        .map(|m| inspect::load_with_dtype(m, models.dtype).with_context(|| format!("loading {m}")))
+        .transpose()?
+        .map(|(loaded, _)| loaded);
+    let draft_net = draft_model.as_ref().map(|d| d.model.as_ref());
     // gpt-oss speaks Harmony: its prompt is always a rendered conversation,
     // and its output is read back into channels once generation ends.
     let harmony = harmony::speaks_harmony(text_model.loaded.architecture.model_type);
@@ -296,6 +321,9 @@ fn generate(
         }
     };
     if config.num_beams > 1 {
+        if !images.is_empty() {
+            anyhow::bail!("--image with beam search: beam search takes no images");
+        }
         return beams::print_beams(&text_model, &ids, config);
     }
     let stream = |text: &str| {
@@ -303,14 +331,16 @@ fn generate(
             textgen::print_flush(text)
         }
     };
-    let (ids, pixels) = match images.as_slice() {
-        [] => (ids, None),
+    let out = match images.as_slice() {
+        [] => textgen::generate_with_draft(&text_model, draft_net, &ids, config, stream)?,
+        _ if draft_net.is_some() => {
+            anyhow::bail!("--image with --draft-model: speculative decoding takes no images")
+        }
         files => {
-            let (ids, pixels) = vlm::prepare(&text_model, ids, files)?;
-            (ids, Some(pixels))
+            let (ids, pixels) = vlm::prepare(&text_model, &ids, files)?;
+            textgen::generate_with_images(&text_model, &ids, &pixels, config, stream)?
         }
     };
-    let out = textgen::generate_with_images(&text_model, &ids, pixels.as_ref(), config, stream)?;
     if harmony {
         let decoded = text_model.tokenizer.decode(&out.tokens, false)?;
         harmony::print_output(&decoded, verbose);
@@ -328,6 +358,13 @@ fn generate(
             out.peak_memory,
             out.finish_reason
         );
+        if draft_model.is_some() {
+            eprintln!(
+                "[forge] draft: {} of {} tokens accepted from the draft model",
+                out.from_draft,
+                out.tokens.len()
+            );
+        }
     }
     Ok(())
 }

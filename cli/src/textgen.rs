@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use forge_core::generate::{stream_generate, stream_generate_with_images};
+use forge_core::generate::{stream_generate, stream_generate_with_images, TextStream};
 use forge_core::mlx_rs::Array;
 use forge_core::models::DEFAULT_MODEL;
+use forge_core::speculative::stream_generate_with_draft;
 use forge_core::tokenizer::Tokenizer;
-use forge_core::{GenerationConfig, LoadedModel};
+use forge_core::{GenerationConfig, LoadedModel, Model};
 use serde_json::{Map, Value};
 
 /// Prompt tokens run through the model per forward pass.
@@ -159,6 +160,8 @@ pub struct Generated {
     pub generation_tps: f64,
     /// Peak memory MLX used, in GB.
     pub peak_memory: f64,
+    /// How many tokens came from the draft model (speculative decoding).
+    pub from_draft: usize,
 }
 
 /// Generates after `prompt` (token ids) with forge-core's generation loop
@@ -170,18 +173,48 @@ pub fn generate(
     config: &GenerationConfig,
     on_text: impl FnMut(&str),
 ) -> anyhow::Result<Generated> {
-    generate_with_images(model, prompt, None, config, on_text)
+    generate_with_draft(model, None, prompt, config, on_text)
 }
 
-/// [`generate`] with the images of a vision-language model's prompt
+/// Like [`generate`], with a draft model proposing tokens when one is
+/// given (speculative decoding; the output is what `model` alone gives).
+pub fn generate_with_draft(
+    model: &TextModel,
+    draft: Option<&dyn Model>,
+    prompt: &[u32],
+    config: &GenerationConfig,
+    on_text: impl FnMut(&str),
+) -> anyhow::Result<Generated> {
+    let net = model.loaded.model.as_ref();
+    run(model, config, on_text, |config| match draft {
+        Some(draft) => stream_generate_with_draft(net, draft, &model.tokenizer, prompt, config),
+        None => stream_generate(net, &model.tokenizer, prompt, config),
+    })
+}
+
+/// Like [`generate`] with the images of a vision-language model's prompt
 /// (`pixel_values` `[images, C, H, W]`; the prompt's image tokens already
 /// repeated once per image feature).
 pub fn generate_with_images(
     model: &TextModel,
     prompt: &[u32],
-    pixel_values: Option<&Array>,
+    pixel_values: &Array,
+    config: &GenerationConfig,
+    on_text: impl FnMut(&str),
+) -> anyhow::Result<Generated> {
+    let net = model.loaded.model.as_ref();
+    run(model, config, on_text, |config| {
+        stream_generate_with_images(net, &model.tokenizer, prompt, pixel_values, config)
+    })
+}
+
+/// Adds the model's EOS ids to `config`, starts the stream with `start`
+/// and collects it, calling `on_text` with each settled piece.
+fn run<'m>(
+    model: &'m TextModel,
     config: &GenerationConfig,
     mut on_text: impl FnMut(&str),
+    start: impl FnOnce(&GenerationConfig) -> forge_core::Result<TextStream<'m, 'm>>,
 ) -> anyhow::Result<Generated> {
     let mut config = config.clone();
     for &id in &model.eos_ids {
@@ -189,7 +222,6 @@ pub fn generate_with_images(
             config.eos_token_id.push(id);
         }
     }
-    let net = model.loaded.model.as_ref();
     let mut out = Generated {
         tokens: Vec::new(),
         text: String::new(),
@@ -197,14 +229,9 @@ pub fn generate_with_images(
         prompt_tps: 0.0,
         generation_tps: 0.0,
         peak_memory: 0.0,
+        from_draft: 0,
     };
-    let stream = match pixel_values {
-        None => stream_generate(net, &model.tokenizer, prompt, &config)?,
-        Some(pixels) => {
-            stream_generate_with_images(net, &model.tokenizer, prompt, pixels, &config)?
-        }
-    };
-    for response in stream {
+    for response in start(&config)? {
         let response = response?;
         if !response.text.is_empty() {
             on_text(&response.text);
@@ -218,6 +245,7 @@ pub fn generate_with_images(
         out.prompt_tps = response.prompt_tps;
         out.generation_tps = response.generation_tps;
         out.peak_memory = response.peak_memory;
+        out.from_draft += usize::from(response.from_draft);
     }
     Ok(out)
 }

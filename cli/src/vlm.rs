@@ -16,7 +16,7 @@ use crate::textgen::TextModel;
 /// `images` `[images, C, H, W]`.
 pub fn prepare(
     model: &TextModel,
-    ids: Vec<u32>,
+    ids: &[u32],
     images: &[PathBuf],
 ) -> anyhow::Result<(Vec<u32>, Array)> {
     let loaded = &model.loaded;
@@ -34,7 +34,7 @@ pub fn prepare(
         .inner()
         .id_to_token(tokens.token_id)
         .unwrap_or_else(|| format!("id {}", tokens.token_id));
-    let ids = expand_image_tokens(&ids, tokens, images.len())
+    let ids = expand_image_tokens(ids, tokens, images.len())
         .with_context(|| format!("--image: the prompt must hold {name} once per image"))?;
     Ok((ids, pixels))
 }

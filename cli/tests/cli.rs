@@ -376,18 +376,7 @@ fn tiny_model() -> String {
 
 #[test]
 fn generate_stops_at_a_stop_string_and_never_prints_it() {
-    let model = tiny_model();
-    let args = [
-        "generate",
-        "--model",
-        &model,
-        "--prompt",
-        "hi",
-        "--max-tokens",
-        "8",
-        "--verbose",
-    ];
-    let (ok, stdout, stderr) = forge(&args);
+    let (ok, stdout, stderr) = generate_tiny(&[]);
     assert!(ok, "{stderr}");
     assert!(
         stderr.contains("generation: 8 tokens") && stderr.contains("finish: length"),
@@ -399,7 +388,7 @@ fn generate_stops_at_a_stop_string_and_never_prints_it() {
     assert!(chars.len() >= 4, "{text:?}");
     let stop: String = chars[2..4].iter().collect();
     let want = &text[..text.find(&stop).unwrap()];
-    let (ok, stopped, stderr) = forge(&[&args[..], &["--stop", &stop]].concat());
+    let (ok, stopped, stderr) = generate_tiny(&["--stop", &stop]);
     assert!(ok, "{stderr}");
     assert_eq!(
         stopped.trim_end_matches('\n'),
@@ -511,6 +500,61 @@ fn malformed_beam_flags_are_refused_by_name() {
             "beam search does not sample",
         ),
         (&["--early-stopping", "sometimes"][..], "early_stopping"),
+    ] {
+        let (ok, _, stderr) = forge(&[&base[..], flags].concat());
+        assert!(!ok && stderr.contains(message), "{flags:?}: {stderr}");
+    }
+}
+
+/// `forge generate` of 8 tokens after "hi" on the tiny model, verbose, with `extra` flags.
+fn generate_tiny(extra: &[&str]) -> (bool, String, String) {
+    let model = tiny_model();
+    let base = [
+        "generate",
+        "--model",
+        &model,
+        "--prompt",
+        "hi",
+        "--max-tokens",
+        "8",
+        "--verbose",
+    ];
+    forge(&[&base[..], extra].concat())
+}
+
+#[test]
+fn a_draft_model_gives_the_same_text_and_says_how_much_it_proposed() {
+    let (ok, plain, stderr) = generate_tiny(&[]);
+    assert!(ok, "{stderr}");
+    // The model as its own draft: every proposal is accepted.
+    let model = tiny_model();
+    let (ok, text, stderr) = generate_tiny(&["--draft-model", &model, "--num-draft-tokens", "3"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(text, plain);
+    assert!(
+        stderr.contains("draft: 6 of 8 tokens accepted from the draft model"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn malformed_draft_flags_are_refused_by_name() {
+    let model = tiny_model();
+    let other_vocab = golden().join("gen-stop-strings/model");
+    let base = ["generate", "--model", &model, "--prompt", "hi"];
+    for (flags, message) in [
+        (
+            &["--draft-model", &model, "--num-draft-tokens", "0"][..],
+            "num_draft_tokens",
+        ),
+        (
+            &["--draft-model", other_vocab.to_str().unwrap()][..],
+            "a draft model with the model's vocabulary size 96",
+        ),
+        (
+            &["--draft-model", &model, "--num-beams", "2"][..],
+            "cannot be used together",
+        ),
     ] {
         let (ok, _, stderr) = forge(&[&base[..], flags].concat());
         assert!(!ok && stderr.contains(message), "{flags:?}: {stderr}");

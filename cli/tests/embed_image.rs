@@ -81,6 +81,31 @@ fn a_corrupt_image_or_a_text_model_is_a_clear_error() {
     assert!(stderr.contains("not a vision encoder"), "{stderr}");
 }
 
+#[test]
+fn qwen_towers_print_the_mean_of_hf_merged_features() {
+    // image.png is the first image of the case: its 10x12 patch grid gives
+    // the first 30 merged rows of HF's pooler_output.
+    for case in ["qwen2-vl-vision", "qwen2.5-vl-vision"] {
+        let dir = golden().join(case);
+        let (ok, stdout, stderr) = embed(&dir.join("model"), &dir.join("image.png"));
+        assert!(ok, "{case}: {stderr}");
+        let got: Vec<f32> = serde_json::from_str(stdout.trim()).unwrap();
+        let expected = load_safetensors_file(&dir.join("expected.safetensors")).unwrap();
+        let merged = expected["pooler_output"].as_dtype(Dtype::Float32).unwrap();
+        merged.eval().unwrap();
+        let width = merged.dim(1) as usize;
+        assert_eq!(got.len(), width, "{case}");
+        let rows = &merged.as_slice::<f32>()[..30 * width];
+        let max = (0..width)
+            .map(|j| {
+                let mean = (0..30).map(|r| rows[r * width + j]).sum::<f32>() / 30.0;
+                (got[j] - mean).abs()
+            })
+            .fold(0.0f32, f32::max);
+        assert!(max < 1e-4, "{case}: max abs error {max}");
+    }
+}
+
 // `forge generate --image` with a LLaVA model.
 
 /// The case's prompt text (before the image token is expanded).

@@ -55,7 +55,7 @@ fn empty_prompt() -> Error {
 }
 
 /// One forward pass over `tokens` through the cache: `[1, T, vocab]` logits.
-fn forward_logits(
+pub(crate) fn forward_logits(
     model: &dyn Model,
     tokens: &[u32],
     cache: &mut [Box<dyn KvCache>],
@@ -232,6 +232,43 @@ pub struct GeneratedToken {
     pub logprobs: Vec<f32>,
     /// Set on the last token: an EOS id ("stop") or the length limit.
     pub finish_reason: Option<FinishReason>,
+    /// True when a draft model proposed this token and the model accepted
+    /// it (speculative decoding, see [`crate::speculative`]).
+    pub from_draft: bool,
+}
+
+/// Where a [`TextStream`] gets its tokens: [`TokenGenerator`], or
+/// [`crate::speculative::SpeculativeGenerator`] with a draft model.
+pub trait TokenSource {
+    /// The next token, or `None` once generation has finished.
+    fn next_token(&mut self) -> Result<Option<GeneratedToken>>;
+
+    /// Prompt then generated tokens.
+    fn tokens(&self) -> &[u32];
+
+    /// Number of prompt tokens.
+    fn prompt_len(&self) -> usize;
+
+    /// How long the prefill took.
+    fn prompt_time(&self) -> Duration;
+}
+
+impl TokenSource for TokenGenerator<'_> {
+    fn next_token(&mut self) -> Result<Option<GeneratedToken>> {
+        TokenGenerator::next_token(self)
+    }
+
+    fn tokens(&self) -> &[u32] {
+        TokenGenerator::tokens(self)
+    }
+
+    fn prompt_len(&self) -> usize {
+        TokenGenerator::prompt_len(self)
+    }
+
+    fn prompt_time(&self) -> Duration {
+        TokenGenerator::prompt_time(self)
+    }
 }
 
 /// Generates tokens one at a time for one sequence. While the caller works
@@ -379,6 +416,7 @@ impl<'m> TokenGenerator<'m> {
             token,
             logprobs,
             finish_reason,
+            from_draft: false,
         }))
     }
 }
@@ -431,13 +469,15 @@ pub struct GenerationResponse {
     pub peak_memory: f64,
     /// Set on the last response.
     pub finish_reason: Option<FinishReason>,
+    /// True when the token came from the draft model (speculative decoding).
+    pub from_draft: bool,
 }
 
 /// Streams text from a prompt of token ids: one [`GenerationResponse`] per
 /// generated token. Stop strings end the stream and are never part of the
 /// text; an EOS token ends it without adding text.
 pub struct TextStream<'m, 't> {
-    generator: TokenGenerator<'m>,
+    generator: Box<dyn TokenSource + 'm>,
     detokenizer: StreamingDetokenizer<'t>,
     stops: StopStrings,
     emitted: usize,
@@ -452,11 +492,8 @@ pub fn stream_generate<'m, 't>(
     prompt: &[u32],
     config: &GenerationConfig,
 ) -> Result<TextStream<'m, 't>> {
-    text_stream(
-        TokenGenerator::new(model, prompt, config)?,
-        tokenizer,
-        config,
-    )
+    let generator = TokenGenerator::new(model, prompt, config)?;
+    Ok(TextStream::new(Box::new(generator), tokenizer, config))
 }
 
 /// [`stream_generate`] for a vision-language model, with the images of the
@@ -469,22 +506,7 @@ pub fn stream_generate_with_images<'m, 't>(
     config: &GenerationConfig,
 ) -> Result<TextStream<'m, 't>> {
     let generator = TokenGenerator::with_images(model, prompt, pixel_values, config)?;
-    text_stream(generator, tokenizer, config)
-}
-
-fn text_stream<'m, 't>(
-    generator: TokenGenerator<'m>,
-    tokenizer: &'t Tokenizer,
-    config: &GenerationConfig,
-) -> Result<TextStream<'m, 't>> {
-    Ok(TextStream {
-        generator,
-        detokenizer: StreamingDetokenizer::new(tokenizer),
-        stops: StopStrings::new(&config.stop_strings),
-        emitted: 0,
-        started: Instant::now(),
-        finished: false,
-    })
+    Ok(TextStream::new(Box::new(generator), tokenizer, config))
 }
 
 /// Generates the whole text for a prompt of token ids.
@@ -501,7 +523,24 @@ pub fn generate(
     Ok(text)
 }
 
-impl TextStream<'_, '_> {
+impl<'m, 't> TextStream<'m, 't> {
+    /// Streams the text of the tokens `generator` makes, with the stop
+    /// strings of `config`.
+    pub fn new(
+        generator: Box<dyn TokenSource + 'm>,
+        tokenizer: &'t Tokenizer,
+        config: &GenerationConfig,
+    ) -> Self {
+        TextStream {
+            generator,
+            detokenizer: StreamingDetokenizer::new(tokenizer),
+            stops: StopStrings::new(&config.stop_strings),
+            emitted: 0,
+            started: Instant::now(),
+            finished: false,
+        }
+    }
+
     /// The next response, or `None` when generation has finished.
     pub fn next_response(&mut self) -> Result<Option<GenerationResponse>> {
         if self.finished {
@@ -545,6 +584,7 @@ impl TextStream<'_, '_> {
             generation_tps: per_second(generation_tokens, self.started.elapsed()),
             peak_memory: mlx_rs::memory::peak_memory().unwrap_or(0) as f64 / 1e9,
             finish_reason,
+            from_draft: step.from_draft,
         }))
     }
 }

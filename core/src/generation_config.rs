@@ -92,6 +92,9 @@ pub struct GenerationConfig {
     pub seed: u64,
     /// Prompt positions per forward pass while prefilling.
     pub prefill_step_size: usize,
+    /// Speculative decoding: tokens the draft model proposes per step
+    /// (mlx-lm's name; only used with a draft model, see [`crate::speculative`]).
+    pub num_draft_tokens: usize,
     /// Beam search with this many beams (1: no beam search; see [`crate::beam`]).
     pub num_beams: usize,
     /// Beam search: a finished hypothesis scores its summed log-probs divided
@@ -132,6 +135,7 @@ impl Default for GenerationConfig {
             stop_strings: Vec::new(),
             seed: 0,
             prefill_step_size: 2048,
+            num_draft_tokens: 3,
             num_beams: 1,
             length_penalty: 1.0,
             early_stopping: EarlyStopping::default(),
@@ -224,6 +228,9 @@ impl GenerationConfig {
         }
         if self.prefill_step_size == 0 {
             return Err(bad("prefill_step_size", "at least 1", 0));
+        }
+        if self.num_draft_tokens == 0 {
+            return Err(bad("num_draft_tokens", "at least 1", 0));
         }
         ForcedTokens::new(0, &self.forced_decoder_ids)?;
         self.validate_beams()

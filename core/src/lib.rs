@@ -26,6 +26,7 @@ pub mod quant;
 pub mod registry;
 pub mod rope;
 pub mod sampler;
+pub mod speculative;
 pub mod tokenizer;
 pub mod weights;
 

@@ -67,6 +67,10 @@ pub struct ForwardOptions {
     /// Images `[B, C, H, W]` that go with the tokens, for vision-language
     /// models (their features replace the image tokens' embeddings).
     pub pixel_values: Option<Array>,
+    /// `[images, 3]` (t, h, w) patch grid of each image, for vision towers
+    /// that take pre-flattened patches (Qwen2-VL: `ModelInput::Pixels`
+    /// holds `[N, C·T·P·P]`, `N` the sum of t·h·w).
+    pub image_grid_thw: Option<Array>,
 }
 
 /// What a forward pass returns.

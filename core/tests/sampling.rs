@@ -1,11 +1,11 @@
 //! Samplers, warpers and generation settings: properties (top-p keeps at
 //! least p of the mass, the min-p threshold, a filtered token is never
-//! drawn, the same seed draws the same tokens), stop-string hold-back, and
-//! clear errors for malformed settings.
+//! drawn, the same seed draws the same tokens, XTC against its definition),
+//! stop-string hold-back, and clear errors for malformed settings.
 
 use forge_core::detokenizer::StopStrings;
 use forge_core::logits_processors::LogitsProcessor;
-use forge_core::sampler::{draw, softmax, MinP, Rng, TopK, TopP};
+use forge_core::sampler::{draw, softmax, MinP, Rng, TopK, TopP, Xtc};
 use forge_core::{Error, GenerationConfig};
 use proptest::prelude::*;
 
@@ -122,6 +122,82 @@ proptest! {
             prop_assert!(!text[..safe].contains(stop.as_str()));
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// XTC when it fires (probability 1): of the tokens more likely than the
+    /// threshold, all but the least likely are removed; special tokens and
+    /// tokens at or below the threshold are never touched.
+    #[test]
+    fn xtc_removes_the_top_choices_but_the_least_likely_of_them(
+        row in scores(true),
+        threshold in 0.0f32..=0.5,
+        special in proptest::collection::vec(0u32..60, 0..3),
+        seed in any::<u64>(),
+    ) {
+        let mut out = row.clone();
+        Xtc::new(1.0, threshold, special.clone(), seed).unwrap().process(&[], &mut out).unwrap();
+        let probs = softmax(&row);
+        let above: Vec<usize> = (0..row.len()).filter(|&i| probs[i] > threshold as f64).collect();
+        let least = above.iter().map(|&i| probs[i]).fold(f64::INFINITY, f64::min);
+        for i in 0..row.len() {
+            let removed = probs[i] > least && !special.contains(&(i as u32));
+            if removed {
+                prop_assert_eq!(out[i], f32::NEG_INFINITY, "token {} (p {}) kept", i, probs[i]);
+            } else {
+                prop_assert_eq!(out[i].to_bits(), row[i].to_bits(), "token {} changed", i);
+            }
+        }
+        // The least likely top choice always survives, so something is left.
+        if let Some(&keep) = above.iter().find(|&&i| probs[i] == least) {
+            prop_assert!(out[keep].is_finite());
+        }
+        prop_assert!(out.iter().any(|v| v.is_finite()));
+    }
+
+    /// XTC with probability 0 never fires; the same seed makes the same
+    /// decisions.
+    #[test]
+    fn xtc_never_fires_at_probability_0_and_is_seeded(row in scores(false), seed in any::<u64>()) {
+        let mut out = row.clone();
+        let mut never = Xtc::new(0.0, 0.0, Vec::new(), seed).unwrap();
+        for _ in 0..16 {
+            never.process(&[], &mut out).unwrap();
+        }
+        prop_assert_eq!(&out, &row);
+        let decisions = || {
+            let mut xtc = Xtc::new(0.5, 0.0, Vec::new(), seed).unwrap();
+            (0..16)
+                .map(|_| {
+                    let mut r = row.clone();
+                    xtc.process(&[], &mut r).unwrap();
+                    r
+                })
+                .collect::<Vec<_>>()
+        };
+        prop_assert_eq!(decisions(), decisions());
+    }
+}
+
+#[test]
+fn xtc_fires_at_its_probability() {
+    // Two tokens above the threshold: each firing removes the likelier one.
+    let row = [2.0f32, 1.5, -3.0, -3.0];
+    let mut xtc = Xtc::new(0.3, 0.1, Vec::new(), 11).unwrap();
+    let trials = 20000;
+    let fired = (0..trials)
+        .filter(|_| {
+            let mut r = row;
+            xtc.process(&[], &mut r).unwrap();
+            r[0] == f32::NEG_INFINITY
+        })
+        .count();
+    let rate = fired as f64 / trials as f64;
+    // Within 5 standard errors of 0.3.
+    let se = (0.3f64 * 0.7 / trials as f64).sqrt();
+    assert!((rate - 0.3).abs() < 5.0 * se, "fired at rate {rate}");
 }
 
 #[test]

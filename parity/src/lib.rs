@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod report;
 pub mod run;
 pub mod select;
+mod speculative;
 pub mod vision;
 
 pub use error::{ParityError, Result};
@@ -25,3 +26,4 @@ pub use manifest::{Manifest, Tolerance};
 pub use report::{render_table, CaseReport, Row};
 pub use run::{run_case, RunOptions};
 pub use select::{find_golden_dir, select_cases};
+pub use speculative::AlteredModel;

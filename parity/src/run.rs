@@ -13,6 +13,7 @@ use crate::error::{ParityError, Result};
 use crate::generation;
 use crate::manifest::{Manifest, Tolerance};
 use crate::report::{sci, CaseReport};
+use crate::speculative;
 use crate::vision;
 
 /// Options of a parity run.
@@ -86,12 +87,14 @@ fn run_checks(
         None | Some("model") => {}
         Some("logits_processors") => return generation::run_processors(dir, manifest, report),
         Some("generate") => return generation::run_generate(dir, manifest, report),
+        Some("speculative") => return speculative::run_speculative(dir, manifest, report),
+        Some("stop_strings") => return speculative::run_stop_strings(dir, manifest, report),
         Some("beam_search") => return crate::beam::run_beam_search(dir, manifest, report),
         Some(other) => {
             return Err(ParityError::Case {
                 path: dir.join("manifest.json"),
                 message: format!(
-                    "unknown case kind `{other}` (expected model, logits_processors, generate or beam_search)"
+                    "unknown case kind `{other}` (expected model, logits_processors, generate, beam_search, speculative or stop_strings)"
                 ),
             })
         }
@@ -147,6 +150,7 @@ fn run_checks(
             attention_mask: mask.clone(),
             output_hidden_states: true,
             pixel_values: pixel_values.clone(),
+            ..Default::default()
         },
     )?;
     let positions = b * t;

@@ -1,10 +1,15 @@
 //! Checks of vision cases: image preprocessing (image files in,
 //! `pixel_values` out) and encoders (`pixel_values` in; `last_hidden_state`,
 //! `pooler_output`, `image_embeds` and every hidden state out).
+//!
+//! Towers that take pre-flattened patches (Qwen2-VL) have `pixel_values`
+//! `[N, C·T·P·P]` plus `image_grid_thw` `[images, 3]` in the case: each
+//! image's rows are checked on their own, its grid exactly, and the encoder
+//! gets the grids with the patches.
 
 use std::path::Path;
 
-use forge_core::mlx_rs::Array;
+use forge_core::mlx_rs::{Array, Dtype};
 use forge_core::model::{ForwardOptions, ModelInput};
 use forge_core::Model;
 use forge_vision::ImageProcessor;
@@ -29,6 +34,9 @@ pub(crate) fn check_pixel_values(
         });
     }
     let processor = ImageProcessor::from_dir(&dir.join("model"))?;
+    if processor.patching().is_some() {
+        return check_patches(report, manifest, dir, expected, &processor);
+    }
     let want = expected.get("pixel_values")?;
     if want.dim(0) as usize != manifest.images.len() {
         return Err(ParityError::Case {
@@ -44,16 +52,85 @@ pub(crate) fn check_pixel_values(
     for (i, name) in manifest.images.iter().enumerate() {
         let actual = processor.preprocess_files(&[dir.join(name)])?;
         let want_i = want.take_axis(Array::from_slice(&[i as i32], &[1]), 0)?;
-        let errors = compare_arrays(&actual, &want_i, 1, None)?;
-        let tol = manifest
-            .check_tolerances
-            .get(&format!("pixel_values:{name}"))
-            .copied()
-            .unwrap_or_else(|| manifest.tolerance_for("pixel_values"));
-        let note = format!("{name} -> {}", shape_text(want_i.shape()));
-        push_numeric(report, "pixel_values", &note, errors, &tol);
+        push_pixel_row(report, manifest, name, &actual, &want_i)?;
     }
     Ok(())
+}
+
+/// One image's `pixel_values` against the expected ones, with the image's own tolerance.
+fn push_pixel_row(
+    report: &mut CaseReport,
+    manifest: &Manifest,
+    name: &str,
+    actual: &Array,
+    want: &Array,
+) -> Result<()> {
+    let errors = compare_arrays(actual, want, 1, None)?;
+    let tol = manifest
+        .check_tolerances
+        .get(&format!("pixel_values:{name}"))
+        .copied()
+        .unwrap_or_else(|| manifest.tolerance_for("pixel_values"));
+    let note = format!("{name} -> {}", shape_text(want.shape()));
+    push_numeric(report, "pixel_values", &note, errors, &tol);
+    Ok(())
+}
+
+/// Patch rows and grids (Qwen2-VL's processor): each image on its own,
+/// against its rows of the expected `pixel_values` and its row of `image_grid_thw`.
+fn check_patches(
+    report: &mut CaseReport,
+    manifest: &Manifest,
+    dir: &Path,
+    expected: &Expected,
+    processor: &ImageProcessor,
+) -> Result<()> {
+    let want = expected.get("pixel_values")?;
+    let grids = expected_grids(expected)?;
+    if grids.len() != manifest.images.len() {
+        return Err(ParityError::Case {
+            path: expected.path.clone(),
+            message: format!(
+                "image_grid_thw has {} images, the manifest lists {}",
+                grids.len(),
+                manifest.images.len()
+            ),
+        });
+    }
+    let mut start = 0i32;
+    for (name, grid) in manifest.images.iter().zip(&grids) {
+        let actual = processor.preprocess_patch_files(&[dir.join(name)])?;
+        let found = actual.grid_thw[0].map(|v| v as i64);
+        report.push(
+            "image_grid_thw",
+            "exact",
+            format!("{found:?}"),
+            format!("{grid:?}"),
+            found == *grid,
+            name.clone(),
+        );
+        let rows = (grid[0] * grid[1] * grid[2]) as i32;
+        if found != *grid || start + rows > want.dim(0) {
+            start += rows;
+            continue;
+        }
+        let index: Vec<i32> = (start..start + rows).collect();
+        let want_i = want.take_axis(Array::from_slice(&index, &[rows]), 0)?;
+        push_pixel_row(report, manifest, name, &actual.pixel_values, &want_i)?;
+        start += rows;
+    }
+    Ok(())
+}
+
+/// The expected `image_grid_thw`, one `[t, h, w]` per image.
+fn expected_grids(expected: &Expected) -> Result<Vec<[i64; 3]>> {
+    let grid = expected.get("image_grid_thw")?.as_dtype(Dtype::Int64)?;
+    grid.eval()?;
+    Ok(grid
+        .as_slice::<i64>()
+        .chunks_exact(3)
+        .map(|r| [r[0], r[1], r[2]])
+        .collect())
 }
 
 /// Runs an encoder on the expected `pixel_values` and checks its outputs.
@@ -69,6 +146,7 @@ pub(crate) fn check_encoder(
         None,
         &ForwardOptions {
             output_hidden_states: true,
+            image_grid_thw: expected.tensors.get("image_grid_thw").cloned(),
             ..Default::default()
         },
     )?;

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Result, VisionError};
+use crate::patches::{PatchBatch, Patching, PatchingConfig};
 use crate::resize::{resize_plane, Filter};
 
 /// A decoded RGB image, channel-planar: `data[c * height * width + y * width + x]`.
@@ -189,6 +190,8 @@ fn one_255th() -> f64 {
 pub struct ImageProcessor {
     config: ProcessorConfig,
     filter: Filter,
+    /// Qwen2-VL's smart resize and patch flattening, for its processor.
+    patching: Option<Patching>,
     mean: [f32; 3],
     std: [f32; 3],
     path: PathBuf,
@@ -215,7 +218,7 @@ impl ImageProcessor {
         };
         let value: Value =
             serde_json::from_str(text).map_err(|e| bad("(file)", "valid JSON", e.to_string()))?;
-        let config: ProcessorConfig = serde_json::from_value(value)
+        let config: ProcessorConfig = serde_json::from_value(value.clone())
             .map_err(|e| bad("(file)", "an image processor config", e.to_string()))?;
         let filter = Filter::from_pil_code(config.resample).ok_or_else(|| {
             bad(
@@ -243,8 +246,26 @@ impl ImageProcessor {
         };
         let mean = channels("image_mean", &config.image_mean)?;
         let std = channels("image_std", &config.image_std)?;
+        let patching = match config.image_processor_type.as_deref() {
+            Some(t) if t.starts_with("Qwen2VLImageProcessor") => {
+                let keys: PatchingConfig = serde_json::from_value(value).map_err(|e| {
+                    bad("(file)", "a Qwen2-VL image processor config", e.to_string())
+                })?;
+                let p = keys.resolve(config.size.shortest_edge, config.size.longest_edge);
+                if p.patch_size == 0 || p.merge_size == 0 || p.temporal_patch_size == 0 {
+                    return Err(bad(
+                        "patch_size",
+                        "patch_size, merge_size and temporal_patch_size above 0",
+                        format!("{p:?}"),
+                    ));
+                }
+                Some(p)
+            }
+            _ => None,
+        };
         Ok(ImageProcessor {
             filter,
+            patching,
             mean,
             std,
             path: path.to_path_buf(),
@@ -257,8 +278,17 @@ impl ImageProcessor {
         &self.config
     }
 
+    /// Qwen2-VL's patching settings, when this is its processor.
+    pub fn patching(&self) -> Option<&Patching> {
+        self.patching.as_ref()
+    }
+
     /// The (width, height) a `width × height` image is resized to.
     pub fn resized_size(&self, width: usize, height: usize) -> Result<(usize, usize)> {
+        if let Some(p) = &self.patching {
+            let (h, w) = p.smart_resize(height, width, &format!("a {width}x{height} image"))?;
+            return Ok((w, h));
+        }
         let s = &self.config.size;
         match (s.shortest_edge, s.longest_edge, s.height, s.width) {
             (_, _, Some(h), Some(w)) => Ok((w, h)),
@@ -357,6 +387,50 @@ impl ImageProcessor {
         };
         let shape = [images.len() as i32, 3, h as i32, w as i32];
         Ok(Array::from_slice(&values, &shape))
+    }
+
+    /// Qwen2-VL's `pixel_values` `[N, C·T·P·P]` and `image_grid_thw` for
+    /// images of any sizes (an error for a processor without patching).
+    pub fn preprocess_patches(&self, images: &[RgbImage]) -> Result<PatchBatch> {
+        let Some(p) = &self.patching else {
+            return Err(VisionError::Config {
+                path: self.path.clone(),
+                key: "image_processor_type".into(),
+                expected: "Qwen2VLImageProcessor (a processor that cuts images into patches)"
+                    .into(),
+                found: format!("{:?}", self.config.image_processor_type),
+            });
+        };
+        if images.is_empty() {
+            return Err(VisionError::BadImage {
+                what: "images".into(),
+                expected: "at least one image".into(),
+                found: "none".into(),
+            });
+        }
+        let (mut rows, mut grid_thw) = (Vec::new(), Vec::new());
+        for image in images {
+            let out = self.transform(image)?;
+            let values = self.normalize(&out);
+            let (patches, grid) = p.flatten(&values, 3, out.height, out.width)?;
+            rows.extend(patches);
+            grid_thw.push(grid);
+        }
+        let dim = 3 * p.temporal_patch_size * p.patch_size * p.patch_size;
+        let n = rows.len() / dim;
+        Ok(PatchBatch {
+            pixel_values: Array::from_slice(&rows, &[n as i32, dim as i32]),
+            grid_thw,
+        })
+    }
+
+    /// Reads and decodes image files, then [`ImageProcessor::preprocess_patches`].
+    pub fn preprocess_patch_files(&self, paths: &[PathBuf]) -> Result<PatchBatch> {
+        let images = paths
+            .iter()
+            .map(|p| RgbImage::open(p))
+            .collect::<Result<Vec<_>>>()?;
+        self.preprocess_patches(&images)
     }
 
     /// Reads, decodes and preprocesses image files.

@@ -28,6 +28,11 @@ pub trait VisionTower: std::fmt::Debug {
     fn project(&self, _pooled: &Array) -> Result<Option<Array>> {
         Ok(None)
     }
+    /// Runs the tower with the whole forward options; towers that need more
+    /// than pixels (Qwen2-VL's `image_grid_thw`) override this.
+    fn encode_with(&self, pixels: &Array, options: &ForwardOptions) -> Result<TowerOutput> {
+        self.encode(pixels, options.output_hidden_states)
+    }
     /// Number of encoder layers.
     fn num_layers(&self) -> usize;
     /// The compiled plan, for `forge inspect`.
@@ -55,7 +60,7 @@ impl<T: VisionTower> Model for Encoder<T> {
                 found: "token ids or embeddings".into(),
             });
         };
-        let out = self.0.encode(pixels, options.output_hidden_states)?;
+        let out = self.0.encode_with(pixels, options)?;
         let image_embeds = match &out.pooler_output {
             Some(pooled) => self.0.project(pooled)?,
             None => None,
