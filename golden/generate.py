@@ -628,6 +628,10 @@ from llava_cases import LLAVA_CASES  # noqa: E402  (LLaVA and CLIP projection ca
 
 CASES.update(LLAVA_CASES)
 
+import batch_cases  # noqa: E402  (batch_generate cases)
+
+CASES.update(batch_cases.cases())
+
 from qwen_vl_cases import QWEN_VL_CASES  # noqa: E402  (cases with their own build())
 
 CASES.update(QWEN_VL_CASES)

@@ -216,12 +216,7 @@ fn run<'m>(
     mut on_text: impl FnMut(&str),
     start: impl FnOnce(&GenerationConfig) -> forge_core::Result<TextStream<'m, 'm>>,
 ) -> anyhow::Result<Generated> {
-    let mut config = config.clone();
-    for &id in &model.eos_ids {
-        if !config.eos_token_id.contains(&id) {
-            config.eos_token_id.push(id);
-        }
-    }
+    let config = with_eos(config, &model.eos_ids);
     let mut out = Generated {
         tokens: Vec::new(),
         text: String::new(),
@@ -248,6 +243,17 @@ fn run<'m>(
         out.from_draft += usize::from(response.from_draft);
     }
     Ok(out)
+}
+
+/// `config` with the model's end-of-sequence ids added to its own.
+pub fn with_eos(config: &GenerationConfig, eos_ids: &[u32]) -> GenerationConfig {
+    let mut config = config.clone();
+    for &id in eos_ids {
+        if !config.eos_token_id.contains(&id) {
+            config.eos_token_id.push(id);
+        }
+    }
+    config
 }
 
 /// Prints a piece of text at once.

@@ -429,7 +429,7 @@ impl Iterator for TokenGenerator<'_> {
     }
 }
 
-/// One row of logits as f32 on the host.
+/// Logits as f32 on the host, row-major.
 pub(crate) fn to_host(logits: &Array) -> Result<Vec<f32>> {
     let row = logits.as_dtype(Dtype::Float32)?;
     row.eval()?;
@@ -476,6 +476,10 @@ pub struct GenerationResponse {
 /// Streams text from a prompt of token ids: one [`GenerationResponse`] per
 /// generated token. Stop strings end the stream and are never part of the
 /// text; an EOS token ends it without adding text.
+///
+/// A stop string ends generation on the token that completes it, as HF's
+/// `stop_strings` does; HF keeps that token's text in its output, the
+/// stream hands out the text only up to where the stop string begins.
 pub struct TextStream<'m, 't> {
     generator: Box<dyn TokenSource + 'm>,
     detokenizer: StreamingDetokenizer<'t>,
@@ -597,7 +601,7 @@ impl Iterator for TextStream<'_, '_> {
     }
 }
 
-fn per_second(count: usize, time: Duration) -> f64 {
+pub(crate) fn per_second(count: usize, time: Duration) -> f64 {
     let seconds = time.as_secs_f64();
     if seconds > 0.0 {
         count as f64 / seconds

@@ -317,6 +317,14 @@ fn malformed_settings_get_clear_errors() {
         "prefill_step_size",
         "0",
     );
+    refused(
+        GenerationConfig {
+            num_draft_tokens: 0,
+            ..d()
+        },
+        "num_draft_tokens",
+        "0",
+    );
     assert!(GenerationConfig {
         forced_decoder_ids: vec![(0, 3)],
         ..d()

@@ -1,16 +1,18 @@
 //! Speculative decoding on the tiny models of golden/gen-speculative and
 //! gen-stop-strings: seeded sampling with a draft draws the same tokens as
 //! without one, stop strings and the text stream behave the same, and
-//! drafts that cannot work are refused with clear errors.
+//! drafts that cannot work are refused with clear errors; greedy with any
+//! draft is plain greedy (proptest).
 
 mod common;
 
-use forge_core::generate::{stream_generate, TokenGenerator};
+use forge_core::generate::{stream_generate, GeneratedToken, TokenGenerator};
 use forge_core::model::Model;
 use forge_core::speculative::{stream_generate_with_draft, SpeculativeGenerator};
 use forge_core::tokenizer::Tokenizer;
 use forge_core::{load_model_dir, GenerationConfig, LoadOptions, LoadedModel};
 use forge_parity::AlteredModel;
+use proptest::prelude::*;
 
 const PROMPT: [u32; 6] = [57, 63, 35, 38, 20, 32];
 
@@ -58,6 +60,46 @@ fn seeded_sampling_with_a_draft_draws_the_same_tokens_as_without() {
             plain,
             "seed {seed}, k {k}"
         );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Greedy with any draft (the case's draft, the model itself, an always
+    /// wrong one), any number of proposals, length limit and EOS id gives
+    /// the plain greedy tokens and finish reason.
+    #[test]
+    fn greedy_with_any_draft_is_plain_greedy(
+        k in 1usize..7,
+        max_new_tokens in 1usize..14,
+        eos_at in proptest::option::of(0usize..14),
+        repetition_penalty in prop_oneof![Just(1.0f32), Just(1.4)],
+    ) {
+        let model = load("gen-speculative", "model");
+        let draft = load("gen-speculative", "draft");
+        let model = model.model.as_ref();
+        let wrong = AlteredModel::always_wrong(model);
+        let mut config = GenerationConfig {
+            max_new_tokens,
+            num_draft_tokens: k,
+            repetition_penalty,
+            ..Default::default()
+        };
+        let plain = plain_tokens(model, &config);
+        if let Some(&eos) = eos_at.and_then(|i| plain.get(i)) {
+            config.eos_token_id = vec![eos];
+        }
+        let finished = |g: &mut dyn Iterator<Item = forge_core::Result<GeneratedToken>>| {
+            let steps: Vec<_> = g.map(|s| s.unwrap()).collect();
+            let reason = steps.last().and_then(|s| s.finish_reason);
+            (steps.into_iter().map(|s| s.token).collect::<Vec<_>>(), reason)
+        };
+        let want = finished(&mut TokenGenerator::new(model, &PROMPT, &config).unwrap());
+        for d in [draft.model.as_ref(), model, &wrong as &dyn Model] {
+            let got = finished(&mut SpeculativeGenerator::new(model, d, &PROMPT, &config).unwrap());
+            prop_assert_eq!(&got, &want);
+        }
     }
 }
 
