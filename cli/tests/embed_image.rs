@@ -169,4 +169,13 @@ fn a_prompt_without_the_image_token_or_a_corrupt_image_is_a_clear_error() {
         stderr.contains("broken.png: cannot decode the image"),
         "{stderr}"
     );
+
+    // A text-only model refuses images by name.
+    let llama = golden().join("gen-greedy-processors");
+    let (ok, _, stderr) = generate(&llama, &image, "<image> hello");
+    assert!(!ok);
+    assert!(
+        stderr.contains("--image: `llama` does not take images"),
+        "{stderr}"
+    );
 }
