@@ -112,6 +112,22 @@ fn windows_and_their_order_matter_to_the_check() {
     assert!(failing(&report)
         .iter()
         .any(|f| f.starts_with("hidden_states")));
+
+    // HF floors window_size to whole merged units: 23 px is 2 units of 8 px, like 16.
+    common::edit_json(&case2.join("model/config.json"), |c| {
+        c.insert("window_size".into(), 23.into());
+    });
+    let report = run_case(&case2, &RunOptions::default());
+    assert!(report.passed(), "{:?}", failing(&report));
+    common::edit_json(&case2.join("model/config.json"), |c| {
+        c.insert("window_size".into(), 7.into());
+    });
+    let report = run_case(&case2, &RunOptions::default());
+    assert!(
+        report.rows.iter().any(|r| r.note.contains("window_size")),
+        "{:?}",
+        report.rows
+    );
 }
 
 #[test]
