@@ -215,6 +215,23 @@ fn bf16_weights_run_close_to_f32() {
 }
 
 #[test]
+fn released_vision_config_spellings_load() {
+    // The released checkpoints' vision_config writes `in_chans` and
+    // `spatial_patch_size` and leaves out keys at HF's defaults.
+    let dir = tempfile::tempdir().unwrap();
+    let case = common::copy_case("qwen2-vl-vision", dir.path());
+    common::edit_json(&case.join("model/config.json"), |c| {
+        let channels = c.remove("in_channels").unwrap();
+        c.insert("in_chans".into(), channels);
+        c.insert("spatial_patch_size".into(), 4.into());
+        c.remove("hidden_act"); // quick_gelu, HF's default
+        c.remove("rope_parameters"); // axial, theta 10000
+    });
+    let report = run_case(&case, &RunOptions::default());
+    assert!(report.passed(), "{:?}", failing(&report));
+}
+
+#[test]
 fn bad_grids_are_clear_errors() {
     let loaded = load("qwen2-vl-vision");
     let expected =
