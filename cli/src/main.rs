@@ -335,9 +335,12 @@ fn generate(
             out.peak_memory,
             out.finish_reason
         );
-        if draft_model.is_some() {
+        if let Some(stats) = out.draft_stats {
             eprintln!(
-                "[forge] draft: {} of {} tokens accepted from the draft model",
+                "[forge] draft: {} of {} proposals accepted ({:.0}%); {} of {} tokens from the draft model",
+                stats.accepted,
+                stats.proposed,
+                100.0 * stats.acceptance_rate(),
                 out.from_draft,
                 out.tokens.len()
             );

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use forge_core::generate::stream_generate;
 use forge_core::models::DEFAULT_MODEL;
-use forge_core::speculative::stream_generate_with_draft;
+use forge_core::speculative::{stream_generate_with_draft, DraftStats};
 use forge_core::tokenizer::Tokenizer;
 use forge_core::{GenerationConfig, LoadedModel, Model};
 use serde_json::{Map, Value};
@@ -161,6 +161,8 @@ pub struct Generated {
     pub peak_memory: f64,
     /// How many tokens came from the draft model (speculative decoding).
     pub from_draft: usize,
+    /// Proposals the draft model made and the model accepted (with a draft model).
+    pub draft_stats: Option<DraftStats>,
 }
 
 /// Generates after `prompt` (token ids) with forge-core's generation loop
@@ -199,13 +201,13 @@ pub fn generate_with_draft(
         generation_tps: 0.0,
         peak_memory: 0.0,
         from_draft: 0,
+        draft_stats: None,
     };
-    let stream = match draft {
+    let mut stream = match draft {
         Some(draft) => stream_generate_with_draft(net, draft, &model.tokenizer, prompt, &config)?,
         None => stream_generate(net, &model.tokenizer, prompt, &config)?,
     };
-    for response in stream {
-        let response = response?;
+    while let Some(response) = stream.next_response()? {
         if !response.text.is_empty() {
             on_text(&response.text);
         }
@@ -220,6 +222,7 @@ pub fn generate_with_draft(
         out.peak_memory = response.peak_memory;
         out.from_draft += usize::from(response.from_draft);
     }
+    out.draft_stats = stream.draft_stats();
     Ok(out)
 }
 

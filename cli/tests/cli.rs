@@ -532,7 +532,9 @@ fn a_draft_model_gives_the_same_text_and_says_how_much_it_proposed() {
     assert!(ok, "{stderr}");
     assert_eq!(text, plain);
     assert!(
-        stderr.contains("draft: 6 of 8 tokens accepted from the draft model"),
+        stderr.contains(
+            "draft: 6 of 6 proposals accepted (100%); 6 of 8 tokens from the draft model"
+        ),
         "{stderr}"
     );
 }
