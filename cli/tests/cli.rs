@@ -540,6 +540,20 @@ fn a_draft_model_gives_the_same_text_and_says_how_much_it_proposed() {
 }
 
 #[test]
+fn chat_with_a_draft_model_answers_as_without_one() {
+    let model = tiny_model();
+    let base = ["chat", "--model", &model, "--max-tokens", "6"];
+    let input = "hello\nagain\n/exit\n";
+    let (ok, plain, stderr) = forge_with_input(&base, input);
+    assert!(ok, "{stderr}");
+    let drafted = [&base[..], &["--draft-model", &model]].concat();
+    let (ok, text, stderr) = forge_with_input(&drafted, input);
+    assert!(ok, "{stderr}");
+    assert_eq!(text, plain);
+    assert_eq!(text.matches(">> ").count(), 3, "{text}");
+}
+
+#[test]
 fn malformed_draft_flags_are_refused_by_name() {
     let model = tiny_model();
     let other_vocab = golden().join("gen-stop-strings/model");
