@@ -624,6 +624,10 @@ from vision_cases import VISION_CASES  # noqa: E402  (cases with their own build
 
 CASES.update(VISION_CASES)
 
+import batch_cases  # noqa: E402  (batch_generate cases)
+
+CASES.update(batch_cases.cases())
+
 from qwen_vl_cases import QWEN_VL_CASES  # noqa: E402  (cases with their own build())
 
 CASES.update(QWEN_VL_CASES)

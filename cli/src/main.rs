@@ -1,5 +1,6 @@
 //! `forge`: parity checks, model inspection and generation from the command line.
 
+mod batch;
 mod beams;
 mod chat;
 mod draft;
@@ -12,7 +13,7 @@ mod textgen;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use forge_parity::{
     coverage_problems, find_golden_dir, render_table, run_case, select_cases, GateArch, RunOptions,
@@ -74,9 +75,13 @@ enum Command {
         /// A model folder, .gguf file or hub id (default: SmolLM2-135M-Instruct, fetched by setup).
         #[arg(long)]
         model: Option<String>,
-        /// The prompt.
+        /// The prompt; give it several times to generate for every prompt in
+        /// one batch (results printed in order).
+        #[arg(long, required_unless_present = "prompts_file")]
+        prompt: Vec<String>,
+        /// A file with one prompt per line, generated together in one batch.
         #[arg(long)]
-        prompt: String,
+        prompts_file: Option<PathBuf>,
         /// Most tokens to generate.
         #[arg(long, default_value_t = 100)]
         max_tokens: usize,
@@ -152,6 +157,7 @@ fn main() -> ExitCode {
         Command::Generate {
             model,
             prompt,
+            prompts_file,
             max_tokens,
             sampling,
             beam,
@@ -162,22 +168,29 @@ fn main() -> ExitCode {
             verbose,
             dtype,
         } => {
-            let prompt = Prompt {
-                text: &prompt,
-                chat: chat_template.then_some(system.as_deref()),
-                template_args: chat_template_args,
+            let texts = batch::prompts(prompt, prompts_file.as_deref());
+            let run = |config: forge_core::GenerationConfig, texts: Vec<String>| {
+                let prompt = Prompt {
+                    text: &texts[0],
+                    chat: chat_template.then_some(system.as_deref()),
+                    template_args: chat_template_args,
+                };
+                let models = Models {
+                    model: model.as_deref(),
+                    draft: draft.draft_model.as_deref(),
+                    dtype: &dtype,
+                };
+                if texts.len() == 1 {
+                    generate(models, prompt, &config, verbose)
+                } else {
+                    batch_generate(models, prompt, &texts, &config, verbose)
+                }
             };
-            let settings = sampling
+            sampling
                 .config(max_tokens)
                 .and_then(|config| beam.apply(config))
-                .and_then(|config| draft.apply(config));
-            let models = Models {
-                model: model.as_deref(),
-                draft: draft.draft_model.as_deref(),
-                dtype: &dtype,
-            };
-            settings
-                .and_then(|config| generate(models, prompt, &config, verbose))
+                .and_then(|config| draft.apply(config))
+                .and_then(|config| run(config, texts?))
                 .map(|()| true)
         }
         Command::Chat {
@@ -254,6 +267,74 @@ fn parity(
     Ok(pass)
 }
 
+/// Token ids of a prompt: rendered as a Harmony conversation for gpt-oss,
+/// wrapped in the chat template when `chat` is `Some(system)`, else as is.
+fn encode_prompt(
+    text_model: &textgen::TextModel,
+    prompt: &str,
+    chat: Option<Option<&str>>,
+    template_args: &serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<Vec<u32>> {
+    if harmony::speaks_harmony(text_model.loaded.architecture.model_type) {
+        let system = chat.flatten();
+        let text = harmony::prompt(prompt, system)?;
+        return Ok(text_model.tokenizer.encode(&text, false)?);
+    }
+    let Some(system) = chat else {
+        return Ok(text_model.tokenizer.encode(prompt, true)?);
+    };
+    let template = text_model
+        .tokenizer
+        .chat_template
+        .as_ref()
+        .context("--chat-template: this model has no chat template")?;
+    let mut messages = Vec::new();
+    if let Some(system) = system {
+        messages.push(forge_core::chat_template::Message::new("system", system));
+    }
+    messages.push(forge_core::chat_template::Message::new("user", prompt));
+    let text = template.render(&messages, true, template_args)?;
+    Ok(text_model.tokenizer.encode(&text, false)?)
+}
+
+/// `forge generate` with several prompts: one batch, results in order.
+fn batch_generate(
+    models: Models,
+    prompt: Prompt,
+    texts: &[String],
+    config: &forge_core::GenerationConfig,
+    verbose: bool,
+) -> anyhow::Result<()> {
+    if config.num_beams > 1 || models.draft.is_some() {
+        bail!(
+            "--num-beams and --draft-model take one prompt; found {}",
+            texts.len()
+        );
+    }
+    let template_args = textgen::template_args(prompt.template_args.as_deref())?;
+    let model = textgen::model_or_default(models.model)?;
+    let text_model = textgen::load(&model, models.dtype)?;
+    let ids = texts
+        .iter()
+        .map(|t| encode_prompt(&text_model, t, prompt.chat, &template_args))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let response = batch::run(&text_model, &ids, config)?;
+    let harmony = harmony::speaks_harmony(text_model.loaded.architecture.model_type);
+    for (i, result) in response.results.iter().enumerate() {
+        println!("{}", batch::header(i, result));
+        if harmony {
+            let decoded = text_model.tokenizer.decode(&result.tokens, false)?;
+            harmony::print_output(&decoded, verbose);
+        } else {
+            println!("{}", result.text);
+        }
+    }
+    if verbose {
+        eprintln!("{}", batch::stats_line(texts.len(), &response.stats));
+    }
+    Ok(())
+}
+
 /// The prompt of `forge generate`.
 struct Prompt<'a> {
     text: &'a str,
@@ -293,29 +374,7 @@ fn generate(
     // gpt-oss speaks Harmony: its prompt is always a rendered conversation,
     // and its output is read back into channels once generation ends.
     let harmony = harmony::speaks_harmony(text_model.loaded.architecture.model_type);
-    let ids = match chat {
-        _ if harmony => {
-            let system = chat.flatten();
-            text_model
-                .tokenizer
-                .encode(&harmony::prompt(prompt, system)?, false)?
-        }
-        None => text_model.tokenizer.encode(prompt, true)?,
-        Some(system) => {
-            let template = text_model
-                .tokenizer
-                .chat_template
-                .as_ref()
-                .context("--chat-template: this model has no chat template")?;
-            let mut messages = Vec::new();
-            if let Some(system) = system {
-                messages.push(forge_core::chat_template::Message::new("system", system));
-            }
-            messages.push(forge_core::chat_template::Message::new("user", prompt));
-            let text = template.render(&messages, true, &template_args)?;
-            text_model.tokenizer.encode(&text, false)?
-        }
-    };
+    let ids = encode_prompt(&text_model, prompt, chat, &template_args)?;
     if config.num_beams > 1 {
         return beams::print_beams(&text_model, &ids, config);
     }

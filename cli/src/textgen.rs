@@ -186,12 +186,7 @@ pub fn generate_with_draft(
     config: &GenerationConfig,
     mut on_text: impl FnMut(&str),
 ) -> anyhow::Result<Generated> {
-    let mut config = config.clone();
-    for &id in &model.eos_ids {
-        if !config.eos_token_id.contains(&id) {
-            config.eos_token_id.push(id);
-        }
-    }
+    let config = with_eos(config, &model.eos_ids);
     let net = model.loaded.model.as_ref();
     let mut out = Generated {
         tokens: Vec::new(),
@@ -224,6 +219,17 @@ pub fn generate_with_draft(
     }
     out.draft_stats = stream.draft_stats();
     Ok(out)
+}
+
+/// `config` with the model's end-of-sequence ids added to its own.
+pub fn with_eos(config: &GenerationConfig, eos_ids: &[u32]) -> GenerationConfig {
+    let mut config = config.clone();
+    for &id in eos_ids {
+        if !config.eos_token_id.contains(&id) {
+            config.eos_token_id.push(id);
+        }
+    }
+    config
 }
 
 /// Prints a piece of text at once.

@@ -377,7 +377,7 @@ impl Iterator for TokenGenerator<'_> {
     }
 }
 
-/// One row of logits as f32 on the host.
+/// Logits as f32 on the host, row-major.
 pub(crate) fn to_host(logits: &Array) -> Result<Vec<f32>> {
     let row = logits.as_dtype(Dtype::Float32)?;
     row.eval()?;
@@ -542,7 +542,7 @@ impl Iterator for TextStream<'_, '_> {
     }
 }
 
-fn per_second(count: usize, time: Duration) -> f64 {
+pub(crate) fn per_second(count: usize, time: Duration) -> f64 {
     let seconds = time.as_secs_f64();
     if seconds > 0.0 {
         count as f64 / seconds

@@ -5,6 +5,8 @@
 //! [`hub::resolve`] → [`ModelConfig`] → [`registry`] → the plugin's
 //! `build` with strictly checked [`Weights`] → a [`Model`] → generation.
 
+pub mod batch;
+pub mod batch_cache;
 pub mod beam;
 pub mod cache;
 pub mod chat_template;

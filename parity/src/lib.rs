@@ -8,6 +8,7 @@
 //! and every hidden state, exact greedy tokens, and the consistency of the
 //! cache (incremental and chunked prefill against the one-shot forward).
 
+mod batch;
 mod beam;
 pub mod compare;
 pub mod error;

@@ -87,6 +87,7 @@ fn run_checks(
         None | Some("model") => {}
         Some("logits_processors") => return generation::run_processors(dir, manifest, report),
         Some("generate") => return generation::run_generate(dir, manifest, report),
+        Some("batch_generate") => return crate::batch::run_batch(dir, manifest, report),
         Some("speculative") => return speculative::run_speculative(dir, manifest, report),
         Some("stop_strings") => return speculative::run_stop_strings(dir, manifest, report),
         Some("beam_search") => return crate::beam::run_beam_search(dir, manifest, report),
@@ -94,7 +95,7 @@ fn run_checks(
             return Err(ParityError::Case {
                 path: dir.join("manifest.json"),
                 message: format!(
-                    "unknown case kind `{other}` (expected model, logits_processors, generate, beam_search, speculative or stop_strings)"
+                    "unknown case kind `{other}` (expected model, logits_processors, generate, batch_generate, beam_search, speculative or stop_strings)"
                 ),
             })
         }
