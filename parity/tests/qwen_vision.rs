@@ -9,6 +9,7 @@ use forge_core::model::{ForwardOptions, ModelInput};
 use forge_core::weights::load_safetensors_file;
 use forge_core::{load_model_dir, LoadOptions, LoadedModel};
 use forge_parity::{run_case, CaseReport, RunOptions};
+use forge_vision::resize::Filter;
 use forge_vision::{ImageProcessor, RgbImage};
 
 const CASES: [&str; 2] = ["qwen2-vl-vision", "qwen2.5-vl-vision"];
@@ -42,6 +43,13 @@ fn run(loaded: &LoadedModel, pixels: Array, grid: Option<Array>) -> forge_core::
     let merged = out.pooler_output.unwrap().as_dtype(Dtype::Float32)?;
     merged.eval()?;
     Ok(merged.as_slice::<f32>().to_vec())
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
 }
 
 #[test]
@@ -128,13 +136,66 @@ fn images_in_one_call_do_not_see_each_other() {
         let merged_alone = run(&loaded, alone.pixel_values, Some(alone_grid)).unwrap();
         // small.png's merged rows come last in the pair and match it run alone.
         let tail = &merged_both[merged_both.len() - merged_alone.len()..];
-        let max = tail
-            .iter()
-            .zip(&merged_alone)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let max = max_abs_diff(tail, &merged_alone);
         assert!(max < 1e-5, "{case}: {max}");
     }
+}
+
+#[test]
+fn frames_of_one_grid_attend_like_separate_images() {
+    // A two-frame grid (t = 2) attends per frame with the same positions:
+    // its merged rows equal those of the two frames given as two images
+    // (two images brought to the same 48x40 size).
+    for case in CASES {
+        let loaded = load(case);
+        let dir = common::golden().join(case);
+        let processor = ImageProcessor::from_dir(&dir.join("model")).unwrap();
+        let frames: Vec<RgbImage> = ["image.png", "image.jpg"]
+            .iter()
+            .map(|n| RgbImage::open(&dir.join(n)).unwrap())
+            .map(|img| img.resize(48, 40, Filter::Bicubic))
+            .collect();
+        let two = processor.preprocess_patches(&frames).unwrap();
+        assert_eq!(two.grid_thw, vec![[1, 10, 12], [1, 10, 12]]);
+        let as_images = run(
+            &loaded,
+            two.pixel_values.clone(),
+            Some(two.grid_thw_array()),
+        )
+        .unwrap();
+        let as_video = Array::from_slice(&[2i64, 10, 12], &[1, 3]);
+        let as_frames = run(&loaded, two.pixel_values, Some(as_video)).unwrap();
+        let max = max_abs_diff(&as_images, &as_frames);
+        assert!(max < 1e-5, "{case}: {max}");
+    }
+}
+
+#[test]
+fn bf16_weights_run_close_to_f32() {
+    // f32 pixels meet bf16 weights: the patch embedding casts them, rotary
+    // runs in f32 and goes back to bf16, as HF does.
+    let expected =
+        load_safetensors_file(&common::golden().join("qwen2.5-vl-vision/expected.safetensors"))
+            .unwrap();
+    let options = LoadOptions {
+        dtype: Some(Dtype::Bfloat16),
+        ..LoadOptions::strict()
+    };
+    let dir = common::golden().join("qwen2.5-vl-vision/model");
+    let half = load_model_dir(&dir, &options).unwrap();
+    let grid = Some(expected["image_grid_thw"].clone());
+    let got = run(&half, expected["pixel_values"].clone(), grid).unwrap();
+    let want = expected["pooler_output"].as_dtype(Dtype::Float32).unwrap();
+    want.eval().unwrap();
+    let want = want.as_slice::<f32>();
+    let (diff, norm) = got
+        .iter()
+        .zip(want)
+        .fold((0.0f64, 0.0f64), |(d, n), (a, b)| {
+            (d + f64::from(a - b).powi(2), n + f64::from(*b).powi(2))
+        });
+    let rel = (diff / norm).sqrt();
+    assert!(rel < 3e-2, "bf16 relative error {rel}");
 }
 
 #[test]

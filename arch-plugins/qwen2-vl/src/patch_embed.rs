@@ -41,6 +41,8 @@ impl PatchEmbed {
                 found: format!("shape {shape:?}"),
             });
         }
-        Ok(ops::matmul(pixels, self.weight.t())?)
+        // HF casts the pixels to the weights' dtype first.
+        let pixels = pixels.as_dtype(self.weight.dtype())?;
+        Ok(ops::matmul(&pixels, self.weight.t())?)
     }
 }

@@ -3,7 +3,7 @@
 //! `[rows, columns, rows, columns]` and applied rotate-half style over the
 //! whole head.
 
-use forge_core::mlx_rs::{ops, Array};
+use forge_core::mlx_rs::{ops, Array, Dtype};
 use forge_core::Result;
 
 /// The inverse frequencies of one axis (`head_dim / 4` of them).
@@ -49,13 +49,16 @@ impl VisionRotary {
 }
 
 impl Angles {
-    /// Rotates `[N, heads, head_dim]`: `x·cos + rotate_half(x)·sin`.
+    /// Rotates `[N, heads, head_dim]`: `x·cos + rotate_half(x)·sin`, in
+    /// f32 (as HF does), returned in `x`'s dtype.
     pub fn apply(&self, x: &Array) -> Result<Array> {
-        let halves = x.split_equal(2, -1)?;
+        let x32 = x.as_dtype(Dtype::Float32)?;
+        let halves = x32.split_equal(2, -1)?;
         let rotated = ops::concatenate(&[&ops::negative(&halves[1])?, &halves[0]], -1)?;
-        Ok(ops::add(
-            ops::multiply(x, &self.cos)?,
+        let out = ops::add(
+            ops::multiply(&x32, &self.cos)?,
             ops::multiply(&rotated, &self.sin)?,
-        )?)
+        )?;
+        Ok(out.as_dtype(x.dtype())?)
     }
 }
