@@ -6,7 +6,9 @@ return_dict_in_generate=True)` under several settings (num_beams 2 to 4,
 length_penalty 0.5 / 1.0 / 2.0 / -0.5, early_stopping True / False /
 "never", several returned sequences, EOS ids some beams hit early, with
 no_repeat_ngram_size, repetition_penalty or min_new_tokens on; pairs that
-differ only in early_stopping and give different hypotheses). For each
+differ only in early_stopping and give different hypotheses), and a few
+settings on a left-padded batch of two prompts (`prompts`,
+`attention_mask`: each prompt's hypotheses in turn). For each
 setting the returned hypotheses are saved best first: their new tokens
 (`tokens.<i>.<j>`), HF's `sequences_scores` (`scores.<i>`) and the finish
 reason ("stop" when the last token is an EOS id).
@@ -95,6 +97,29 @@ def beam_settings(eos_early: int, eos_other: int, n: int) -> list[dict]:
     ]
 
 
+def batch_settings(eos_early: int, eos_other: int, n: int) -> list[dict]:
+    """Settings run on the left-padded batch of two prompts."""
+    return [
+        {"max_new_tokens": n, "num_beams": 3, "num_return_sequences": 2, "eos_token_id": [eos_early]},
+        {
+            "max_new_tokens": n,
+            "num_beams": 2,
+            "num_return_sequences": 2,
+            "eos_token_id": [eos_other],
+            "length_penalty": 2.0,
+            "early_stopping": "never",
+        },
+        {
+            "max_new_tokens": n,
+            "num_beams": 4,
+            "num_return_sequences": 3,
+            "eos_token_id": [eos_early],
+            "length_penalty": 0.5,
+            "early_stopping": True,
+        },
+    ]
+
+
 @dataclass
 class BeamCase:
     name: str
@@ -104,12 +129,14 @@ class BeamCase:
     prompt_length: int = 8
     max_new_tokens: int = 10
 
-    def run(self, model, prompt, config: dict) -> list[tuple[list[int], float]]:
-        """(new tokens, sequence score) of each returned hypothesis, best first."""
-        out = hf_generate(model, prompt, config, self.prompt_length)
+    def run(self, model, prompt, config: dict, mask=None) -> list[tuple[list[int], float]]:
+        """(new tokens, sequence score) of each returned hypothesis, best
+        first (prompt by prompt for a batch)."""
+        width = prompt.shape[1]
+        out = hf_generate(model, prompt, config, width, attention_mask=mask)
         lengths = (out.beam_indices >= 0).sum(dim=1).tolist()
         return [
-            (out.sequences[j, self.prompt_length : self.prompt_length + n].tolist(), float(out.sequences_scores[j]))
+            (out.sequences[j, width : width + n].tolist(), float(out.sequences_scores[j]))
             for j, n in enumerate(lengths)
         ]
 
@@ -168,6 +195,36 @@ class BeamCase:
                 }
             )
             lines.append(f"  {i}: {config} -> " + "; ".join(f"{t} {s:.4f} {f}" for (t, s), f in zip(hyps, finish)))
+        # A left-padded batch: the prompt above and a shorter one.
+        short = torch.randint(3, model.config.vocab_size, (1, self.prompt_length - 3), generator=gen)
+        batch = torch.cat([prompt, torch.cat([torch.zeros((1, 3), dtype=prompt.dtype), short], dim=1)])
+        mask = torch.ones_like(batch)
+        mask[1, :3] = 0
+        tensors["input_ids_batch"], tensors["attention_mask_batch"] = batch.clone(), mask.clone()
+        for config in batch_settings(eos_early, eos_other, n):
+            i = len(items)
+            hyps = self.run(model, batch, config, mask)
+            # f64 on padded rows is not usable (NaN spreads from the padding),
+            # so each prompt alone in f64 must give its hypotheses.
+            alone = [self.run(model64, p, config) for p in (prompt, short)]
+            if [t for t, _ in hyps] != [t for run in alone for t, _ in run]:
+                raise RuntimeError(f"{self.name} batch setting {i}: the batch and each prompt alone in f64 differ")
+            eos = config["eos_token_id"]
+            finish = ["stop" if t and t[-1] in eos else "length" for t, _ in hyps]
+            for j, (tokens, _) in enumerate(hyps):
+                tensors[f"tokens.{i}.{j}"] = torch.tensor([tokens], dtype=torch.int64)
+            tensors[f"scores.{i}"] = torch.tensor([s for _, s in hyps], dtype=torch.float32)
+            items.append(
+                {
+                    "config": config,
+                    "prompts": "input_ids_batch",
+                    "attention_mask": "attention_mask_batch",
+                    "tokens": [f"tokens.{i}.{j}" for j in range(len(hyps))],
+                    "scores": f"scores.{i}",
+                    "finish_reasons": finish,
+                }
+            )
+            lines.append(f"  {i} (batch): {config} -> " + "; ".join(f"{t} {s:.4f}" for t, s in hyps))
         for a, b in CONTRASTS:
             if tensors[f"scores.{a}"].shape == tensors[f"scores.{b}"].shape and all(
                 torch.equal(tensors[f"tokens.{a}.{j}"], tensors[f"tokens.{b}.{j}"])

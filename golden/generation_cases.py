@@ -67,7 +67,7 @@ def hf_generation_config(config: dict, prompt_length: int) -> GenerationConfig:
     return gc
 
 
-def hf_generate(model, prompt, config: dict, prompt_length: int):
+def hf_generate(model, prompt, config: dict, prompt_length: int, attention_mask=None):
     """HF generate() with one of our item configs: pad id 0, no EOS ids unless
     the item gives some, scores returned."""
     gc = hf_generation_config(config, prompt_length)
@@ -75,7 +75,13 @@ def hf_generate(model, prompt, config: dict, prompt_length: int):
     if not config.get("eos_token_id"):
         gc.eos_token_id = None
     with torch.no_grad():
-        return model.generate(input_ids=prompt, generation_config=gc, return_dict_in_generate=True, output_scores=True)
+        return model.generate(
+            input_ids=prompt,
+            attention_mask=attention_mask,
+            generation_config=gc,
+            return_dict_in_generate=True,
+            output_scores=True,
+        )
 
 
 def hf_processors(model, config: dict, prompt_length: int):

@@ -27,13 +27,14 @@
 //! sequences come out. The returned hypotheses are HF's `sequences` and
 //! `sequences_scores`.
 
-use mlx_rs::Array;
+use mlx_rs::{transforms, Array};
 use serde::Deserialize;
 
 use crate::cache::KvCache;
 use crate::error::{Error, Result};
-use crate::generate::{check_context, log_softmax, prefill_last, to_host, FinishReason};
+use crate::generate::{check_context, log_softmax, to_host, FinishReason};
 use crate::generation_config::GenerationConfig;
+use crate::logits_processors::LogitsProcessor;
 use crate::model::{ForwardOptions, Model, ModelInput};
 
 /// HF's mark for "cannot be chosen": added to scores, in f32.
@@ -419,67 +420,218 @@ pub fn beam_search(
     prompt: &[u32],
     config: &GenerationConfig,
 ) -> Result<BeamSearchOutput> {
-    let mut search = BeamSearch::new(prompt, config)?;
-    let vocab = model.vocab_size();
-    if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= vocab) {
-        return Err(bad_config(
-            &format!("prompt token ids below the vocabulary size {vocab}"),
-            bad,
-        ));
-    }
-    let mut processors = config.processors(prompt.len())?;
-    let n = config.num_beams;
-    let mut cache = model.new_cache();
-    let first = prefill_last(model, prompt, &mut cache, config.prefill_step_size)?;
-    select_cache_rows(&mut cache, &vec![0; n])?;
-    let mut logits = vec![to_host(&first)?; n];
-    let mut steps = 0;
-    loop {
-        let mut log_probs = Vec::with_capacity(n);
-        for (row, beam) in logits.iter().zip(search.running()) {
-            let mut lp = log_softmax(row);
-            for p in processors.iter_mut() {
-                p.process(&beam.tokens, &mut lp)?;
-            }
-            log_probs.push(lp);
-        }
-        let parents = search.step(&log_probs)?;
-        steps += 1;
-        if search.is_done() {
-            break;
-        }
-        if parents.iter().enumerate().any(|(i, &p)| i != p) {
-            let rows: Vec<u32> = parents.iter().map(|&p| p as u32).collect();
-            select_cache_rows(&mut cache, &rows)?;
-        }
-        let last: Vec<u32> = search
-            .running()
-            .iter()
-            .map(|b| b.tokens.last().copied().unwrap_or(0))
-            .collect();
-        logits = decode_step(model, &last, &mut cache)?;
-    }
-    Ok(BeamSearchOutput {
-        hypotheses: search.hypotheses(config.num_return_sequences),
-        prompt_tokens: prompt.len(),
-        steps,
-    })
+    let mut outputs = beam_search_batch(model, &[prompt.to_vec()], config)?;
+    outputs
+        .pop()
+        .ok_or_else(|| bad_config("one beam search result", "none"))
 }
 
-/// One forward pass of one new token per beam: each beam's logits.
-fn decode_step(
+/// Beam search after each of `prompts` at once: the prompts are left-padded
+/// into one batch (an attention mask hides the padding), each gets
+/// `num_beams` rows, and each prompt's search runs as [`beam_search`] would
+/// run it alone (its processors see the prompt without padding). Results
+/// come in the order of `prompts`.
+pub fn beam_search_batch(
     model: &dyn Model,
-    tokens: &[u32],
-    cache: &mut [Box<dyn KvCache>],
+    prompts: &[Vec<u32>],
+    config: &GenerationConfig,
+) -> Result<Vec<BeamSearchOutput>> {
+    if prompts.is_empty() {
+        return Err(bad_config("at least one prompt", "none"));
+    }
+    let vocab = model.vocab_size();
+    let mut searches = Vec::with_capacity(prompts.len());
+    let mut processors = Vec::with_capacity(prompts.len());
+    for prompt in prompts {
+        if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= vocab) {
+            return Err(bad_config(
+                &format!("prompt token ids below the vocabulary size {vocab}"),
+                bad,
+            ));
+        }
+        searches.push(BeamSearch::new(prompt, config)?);
+        processors.push(config.processors(prompt.len())?);
+    }
+    let n = config.num_beams;
+    let mut batch = PaddedBatch::new(prompts);
+    let mut cache = model.new_cache();
+    let first = batch.prefill(model, &mut cache, config.prefill_step_size)?;
+    // Every prompt's cache row and logits go to each of its beams.
+    let rows: Vec<u32> = (0..prompts.len() as u32)
+        .flat_map(|i| std::iter::repeat_n(i, n))
+        .collect();
+    select_cache_rows(&mut cache, &rows)?;
+    batch.select_rows(&rows);
+    let mut logits: Vec<Vec<f32>> = rows.iter().map(|&r| first[r as usize].clone()).collect();
+    let mut steps = 0;
+    loop {
+        let mut moved = Vec::with_capacity(rows.len());
+        for (i, (search, procs)) in searches.iter_mut().zip(&mut processors).enumerate() {
+            let base = (i * n) as u32;
+            if search.is_done() {
+                moved.extend(base..base + n as u32);
+                continue;
+            }
+            let own = &logits[i * n..(i + 1) * n];
+            let parents = search.step(&processed(own, search.running(), procs)?)?;
+            moved.extend(parents.iter().map(|&p| base + p as u32));
+        }
+        steps += 1;
+        if searches.iter().all(BeamSearch::is_done) {
+            break;
+        }
+        if moved.iter().enumerate().any(|(i, &r)| r as usize != i) {
+            select_cache_rows(&mut cache, &moved)?;
+            batch.select_rows(&moved);
+        }
+        let last: Vec<u32> = searches
+            .iter()
+            .flat_map(|s| s.running().iter())
+            .map(|b| b.tokens.last().copied().unwrap_or(0))
+            .collect();
+        logits = batch.decode_step(model, &last, &mut cache)?;
+    }
+    Ok(searches
+        .iter()
+        .zip(prompts)
+        .map(|(search, prompt)| BeamSearchOutput {
+            hypotheses: search.hypotheses(config.num_return_sequences),
+            prompt_tokens: prompt.len(),
+            steps,
+        })
+        .collect())
+}
+
+/// Each running beam's log-softmax scores after the logits processors.
+fn processed(
+    logits: &[Vec<f32>],
+    beams: &[Beam],
+    processors: &mut [Box<dyn LogitsProcessor>],
 ) -> Result<Vec<Vec<f32>>> {
-    check_context(model, cache, 1)?;
-    let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
-    let input = ModelInput::Tokens(Array::from_slice(&ids, &[ids.len() as i32, 1]));
-    let out = model.forward(&input, Some(cache), &ForwardOptions::default())?;
-    let logits = out
-        .logits
-        .ok_or_else(|| bad_config("a causal LM (logits)", "a model without logits"))?;
-    let all = to_host(&logits)?;
-    let vocab = (logits.dim(-1) as usize).max(1);
-    Ok(all.chunks(vocab).map(<[f32]>::to_vec).collect())
+    let mut out = Vec::with_capacity(beams.len());
+    for (row, beam) in logits.iter().zip(beams) {
+        let mut lp = log_softmax(row);
+        for p in processors.iter_mut() {
+            p.process(&beam.tokens, &mut lp)?;
+        }
+        out.push(lp);
+    }
+    Ok(out)
+}
+
+/// The rows of a left-padded batch: which positions are real (the
+/// attention mask), kept in step with the cache's rows.
+struct PaddedBatch {
+    prompts: Vec<Vec<u32>>,
+    width: usize,
+    /// Per row, 1 for a real position and 0 for padding; `None` when no row
+    /// has padding (every mask would be all ones).
+    mask: Option<Vec<Vec<i32>>>,
+}
+
+impl PaddedBatch {
+    fn new(prompts: &[Vec<u32>]) -> Self {
+        let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let padded = prompts.iter().any(|p| p.len() < width);
+        let mask = padded.then(|| {
+            prompts
+                .iter()
+                .map(|p| {
+                    let mut row = vec![0; width - p.len()];
+                    row.resize(width, 1);
+                    row
+                })
+                .collect()
+        });
+        PaddedBatch {
+            prompts: prompts.to_vec(),
+            width,
+            mask,
+        }
+    }
+
+    /// The mask of the first `len` positions, `[rows, len]`.
+    fn mask_array(&self, len: usize) -> Option<Array> {
+        self.mask.as_ref().map(|rows| {
+            let flat: Vec<i32> = rows.iter().flat_map(|r| r[..len].iter().copied()).collect();
+            Array::from_slice(&flat, &[rows.len() as i32, len as i32])
+        })
+    }
+
+    /// Runs the left-padded prompts in chunks of `chunk` positions and
+    /// returns each prompt's last-position logits.
+    fn prefill(
+        &self,
+        model: &dyn Model,
+        cache: &mut [Box<dyn KvCache>],
+        chunk: usize,
+    ) -> Result<Vec<Vec<f32>>> {
+        let chunk = chunk.max(1);
+        let rows = self.prompts.len();
+        let mut tail = None;
+        for start in (0..self.width).step_by(chunk) {
+            let end = (start + chunk).min(self.width);
+            let ids: Vec<i32> = self
+                .prompts
+                .iter()
+                .flat_map(|p| {
+                    let pad = self.width - p.len();
+                    (start..end).map(move |k| if k < pad { 0 } else { p[k - pad] as i32 })
+                })
+                .collect();
+            let ids = Array::from_slice(&ids, &[rows as i32, (end - start) as i32]);
+            let logits = forward(model, ids, self.mask_array(end), cache)?;
+            // The last position, `[rows, vocab]` (a gather: contiguous for the host).
+            tail = Some(logits.take_axis(Array::from_int(logits.dim(1) - 1), 1)?);
+            let state: Vec<Array> = cache.iter().flat_map(|c| c.state()).collect();
+            transforms::eval(&state)?;
+        }
+        let tail =
+            tail.ok_or_else(|| bad_config("a prompt of at least one token", "an empty prompt"))?;
+        let vocab = (tail.dim(-1) as usize).max(1);
+        Ok(to_host(&tail)?.chunks(vocab).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Keeps rows `rows` of the mask (as the cache's rows were).
+    fn select_rows(&mut self, rows: &[u32]) {
+        if let Some(mask) = &mut self.mask {
+            *mask = rows.iter().map(|&r| mask[r as usize].clone()).collect();
+        }
+    }
+
+    /// One new token per row: each row's logits.
+    fn decode_step(
+        &mut self,
+        model: &dyn Model,
+        tokens: &[u32],
+        cache: &mut [Box<dyn KvCache>],
+    ) -> Result<Vec<Vec<f32>>> {
+        if let Some(mask) = &mut self.mask {
+            mask.iter_mut().for_each(|row| row.push(1));
+        }
+        let total = cache.first().map_or(0, |c| c.offset()) + 1;
+        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
+        let ids = Array::from_slice(&ids, &[ids.len() as i32, 1]);
+        let logits = forward(model, ids, self.mask_array(total), cache)?;
+        let all = to_host(&logits)?;
+        let vocab = (logits.dim(-1) as usize).max(1);
+        Ok(all.chunks(vocab).map(<[f32]>::to_vec).collect())
+    }
+}
+
+/// One forward pass of `ids` (`[rows, T]`) through the cache: `[rows, T, vocab]`.
+fn forward(
+    model: &dyn Model,
+    ids: Array,
+    mask: Option<Array>,
+    cache: &mut [Box<dyn KvCache>],
+) -> Result<Array> {
+    check_context(model, cache, ids.dim(1) as usize)?;
+    let options = ForwardOptions {
+        attention_mask: mask,
+        ..ForwardOptions::default()
+    };
+    let out = model.forward(&ModelInput::Tokens(ids), Some(cache), &options)?;
+    out.logits
+        .ok_or_else(|| bad_config("a causal LM (logits)", "a model without logits"))
 }

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use forge_core::beam::{beam_search, BeamHypothesis};
-use forge_core::weights::load_safetensors_file;
+use forge_core::beam::{beam_search_batch, BeamHypothesis};
+use forge_core::weights::{load_safetensors_file, TensorMap};
 use forge_core::{load_model_dir, LoadOptions};
 use serde::Deserialize;
 
@@ -24,6 +24,42 @@ struct BeamItem {
     /// Tensor name of HF's `sequences_scores`.
     scores: String,
     finish_reasons: Vec<String>,
+    /// A left-padded batch of prompts (each prompt's hypotheses in turn);
+    /// absent: the case's `input_ids`.
+    #[serde(default)]
+    prompts: Option<String>,
+    /// The batch's attention mask (0 on padding).
+    #[serde(default)]
+    attention_mask: Option<String>,
+}
+
+/// The prompts of an item: the batch's rows without their padding, or the
+/// case's single prompt.
+fn item_prompts(
+    dir: &Path,
+    expected: &TensorMap,
+    item: &BeamItem,
+    single: &[u32],
+) -> Result<Vec<Vec<u32>>> {
+    let Some(name) = &item.prompts else {
+        return Ok(vec![single.to_vec()]);
+    };
+    let rows = id_rows(tensor(dir, expected, name)?)?;
+    let masks = match &item.attention_mask {
+        Some(mask) => id_rows(tensor(dir, expected, mask)?)?,
+        None => rows.iter().map(|r| vec![1; r.len()]).collect(),
+    };
+    Ok(rows
+        .iter()
+        .zip(&masks)
+        .map(|(row, mask)| {
+            row.iter()
+                .zip(mask)
+                .filter(|(_, &m)| m != 0)
+                .map(|(&t, _)| t)
+                .collect()
+        })
+        .collect())
 }
 
 /// Where Forge's hypotheses first leave HF's: (hypothesis, new-token step).
@@ -72,8 +108,12 @@ pub(crate) fn run_beam_search(
             );
         }
         let want_scores = to_f64(tensor(dir, &expected, &item.scores)?)?;
-        let out = beam_search(model, &prompt, &config)?;
-        let got = &out.hypotheses;
+        let prompts = item_prompts(dir, &expected, item, &prompt)?;
+        let got: Vec<BeamHypothesis> = beam_search_batch(model, &prompts, &config)?
+            .into_iter()
+            .flat_map(|out| out.hypotheses)
+            .collect();
+        let got = &got;
         let finishes: Vec<&str> = got.iter().map(|h| h.finish_reason.as_str()).collect();
         let divergence = first_divergence(got, &want);
         let same_finish = finishes == item.finish_reasons;
@@ -82,7 +122,10 @@ pub(crate) fn run_beam_search(
             .zip(&want)
             .filter(|(h, w)| h.tokens == **w)
             .count();
-        let label = item.config.to_string();
+        let label = match prompts.len() {
+            1 => item.config.to_string(),
+            b => format!("batch of {b}, hypotheses prompt by prompt: {}", item.config),
+        };
         let note = match divergence {
             None if same_finish => format!("{label} -> {finishes:?}"),
             None => format!(
