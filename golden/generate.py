@@ -624,6 +624,10 @@ from vision_cases import VISION_CASES  # noqa: E402  (cases with their own build
 
 CASES.update(VISION_CASES)
 
+from llava_cases import LLAVA_CASES  # noqa: E402  (LLaVA and CLIP projection cases)
+
+CASES.update(LLAVA_CASES)
+
 import batch_cases  # noqa: E402  (batch_generate cases)
 
 CASES.update(batch_cases.cases())

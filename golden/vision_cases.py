@@ -98,6 +98,8 @@ class VisionCase:
     checks: list[str] = field(
         default_factory=lambda: ["pixel_values", "last_hidden_state", "pooler_output", "hidden_states"]
     )
+    # The HF class to build (default: AutoModel for the config, e.g. CLIPVisionModel).
+    model_class: object = None
 
     def build(self, out_root: Path) -> str:
         from generate import init_weights, write_json
@@ -108,11 +110,13 @@ class VisionCase:
         processor = type(self.processor).from_pretrained(model_dir)
         pixel_values = reference_pixels(processor, case_dir, names)
 
+        model_class = self.model_class or AutoModel
         torch.manual_seed(self.seed)
-        model = AutoModel.from_config(self.config, attn_implementation="eager", dtype=torch.float32)
+        make = model_class.from_config if model_class is AutoModel else model_class._from_config
+        model = make(self.config, attn_implementation="eager", dtype=torch.float32)
         init_weights(model, self.seed)
         model.eval().save_pretrained(model_dir)
-        model = AutoModel.from_pretrained(model_dir, attn_implementation="eager", dtype=torch.float32).eval()
+        model = model_class.from_pretrained(model_dir, attn_implementation="eager", dtype=torch.float32).eval()
         with torch.no_grad():
             out = model(pixel_values=pixel_values, output_hidden_states=True, return_dict=True)
         hidden = save_expected(
@@ -123,7 +127,13 @@ class VisionCase:
         weights_kib = (model_dir / "model.safetensors").stat().st_size / 1024
         return (
             f"{self.name}: pixel_values {list(pixel_values.shape)} last_hidden_state "
-            f"{list(out.last_hidden_state.shape)} pooler {list(out.pooler_output.shape)} "
+            f"{list(out.last_hidden_state.shape)} "
+            + " ".join(
+                f"{k} {list(getattr(out, k).shape)}"
+                for k in ("pooler_output", "image_embeds")
+                if getattr(out, k, None) is not None
+            )
+            + " "
             f"layers={len(hidden) - 1} weights={weights_kib:.0f}KiB processor={type(processor).__name__}"
         )
 
@@ -148,7 +158,10 @@ def save_expected(case_dir: Path, name: str, inputs: dict, out, layers: int) -> 
     hidden = list(out.hidden_states)
     if len(hidden) != layers + 1:
         raise RuntimeError(f"case {name}: {len(hidden)} hidden states for {layers} layers")
-    tensors = dict(inputs) | {"last_hidden_state": out.last_hidden_state, "pooler_output": out.pooler_output}
+    tensors = dict(inputs) | {"last_hidden_state": out.last_hidden_state}
+    for key in ("pooler_output", "image_embeds"):  # whichever the model class returns
+        if getattr(out, key, None) is not None:
+            tensors[key] = getattr(out, key)
     for i, h in enumerate(hidden):
         tensors[f"hidden_states.{i}"] = h
     for key, t in tensors.items():

@@ -2,6 +2,8 @@
 //! and tower, printing the pooled embedding: `pooler_output` for CLIP and
 //! SigLIP; for the Qwen2-VL / Qwen2.5-VL towers the mean over the image's
 //! merged features (their `pooler_output` has one row per merged unit).
+//! Checkpoints with a projection (CLIP's visual_projection) print HF's
+//! `image_embeds` instead.
 
 use std::path::Path;
 
@@ -11,7 +13,7 @@ use forge_core::model::{ForwardOptions, ModelInput, ModelKind};
 use forge_vision::ImageProcessor;
 
 /// Loads the encoder in `model`, embeds `image` and prints the pooled
-/// output as a JSON array on stdout.
+/// output (or `image_embeds` where the model has them) as a JSON array on stdout.
 pub fn run(model: &str, image: &Path) -> anyhow::Result<()> {
     let loaded = forge_core::load_model(model, &forge_core::LoadOptions::default())?;
     if loaded.model.kind() != ModelKind::Encoder {
@@ -39,8 +41,10 @@ pub fn run(model: &str, image: &Path) -> anyhow::Result<()> {
             ..Default::default()
         },
     )?;
+    // The projected embedding (CLIP's image_embeds) when the checkpoint has one.
     let pooled = output
-        .pooler_output
+        .image_embeds
+        .or(output.pooler_output)
         .with_context(|| format!("{}: the model has no pooled output", loaded.dir.display()))?;
     // Qwen2-VL's merged features are one row per merged unit: their mean is the embedding.
     let pooled = if patched {

@@ -9,6 +9,7 @@ mod harmony;
 mod inspect;
 mod plugins;
 mod textgen;
+mod vlm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,7 +63,8 @@ enum Command {
     },
     /// List the registered architectures.
     Archs,
-    /// Print the pooled embedding of an image from a vision encoder (JSON array).
+    /// Print the pooled embedding of an image from a vision encoder (JSON array;
+    /// image_embeds when the checkpoint has a projection, e.g. CLIP's visual_projection).
     EmbedImage {
         /// A vision model folder (with preprocessor_config.json) or hub id.
         #[arg(long)]
@@ -106,6 +108,10 @@ enum Command {
         /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
         #[arg(long, default_value = "plan")]
         dtype: String,
+        /// An image for a vision-language model (repeatable): the prompt holds
+        /// its image token (e.g. `<image>`) once per image, in order.
+        #[arg(long)]
+        image: Vec<PathBuf>,
     },
     /// Chat with a model in the terminal (its chat template applied).
     Chat {
@@ -167,6 +173,7 @@ fn main() -> ExitCode {
             chat_template_args,
             verbose,
             dtype,
+            image,
         } => {
             let texts = batch::prompts(prompt, prompts_file.as_deref());
             let run = |config: forge_core::GenerationConfig, texts: Vec<String>| {
@@ -174,6 +181,7 @@ fn main() -> ExitCode {
                     text: &texts[0],
                     chat: chat_template.then_some(system.as_deref()),
                     template_args: chat_template_args,
+                    images: image,
                 };
                 let models = Models {
                     model: model.as_deref(),
@@ -311,6 +319,9 @@ fn batch_generate(
             texts.len()
         );
     }
+    if !prompt.images.is_empty() {
+        bail!("--image takes one prompt; found {}", texts.len());
+    }
     let template_args = textgen::template_args(prompt.template_args.as_deref())?;
     let model = textgen::model_or_default(models.model)?;
     let text_model = textgen::load(&model, models.dtype)?;
@@ -342,6 +353,8 @@ struct Prompt<'a> {
     chat: Option<Option<&'a str>>,
     /// `--chat-template-args`: extra chat template variables as JSON.
     template_args: Option<String>,
+    /// `--image` files, for vision-language models.
+    images: Vec<PathBuf>,
 }
 
 /// The models `forge generate` and `forge chat` load.
@@ -365,6 +378,7 @@ fn generate(
         text: prompt,
         chat,
         template_args,
+        images,
     } = prompt;
     let template_args = textgen::template_args(template_args.as_deref())?;
     let model = textgen::model_or_default(models.model)?;
@@ -376,6 +390,9 @@ fn generate(
     let harmony = harmony::speaks_harmony(text_model.loaded.architecture.model_type);
     let ids = encode_prompt(&text_model, prompt, chat, &template_args)?;
     if config.num_beams > 1 {
+        if !images.is_empty() {
+            anyhow::bail!("--image with beam search: beam search takes no images");
+        }
         return beams::print_beams(&text_model, &ids, config);
     }
     let stream = |text: &str| {
@@ -383,7 +400,16 @@ fn generate(
             textgen::print_flush(text)
         }
     };
-    let out = textgen::generate_with_draft(&text_model, draft_net, &ids, config, stream)?;
+    let out = match images.as_slice() {
+        [] => textgen::generate_with_draft(&text_model, draft_net, &ids, config, stream)?,
+        _ if draft_net.is_some() => {
+            anyhow::bail!("--image with --draft-model: speculative decoding takes no images")
+        }
+        files => {
+            let (ids, pixels) = vlm::prepare(&text_model, &ids, files)?;
+            textgen::generate_with_images(&text_model, &ids, &pixels, config, stream)?
+        }
+    };
     if harmony {
         let decoded = text_model.tokenizer.decode(&out.tokens, false)?;
         harmony::print_output(&decoded, verbose);

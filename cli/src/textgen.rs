@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use forge_core::generate::stream_generate;
+use forge_core::generate::{stream_generate, stream_generate_with_images, TextStream};
+use forge_core::mlx_rs::Array;
 use forge_core::models::DEFAULT_MODEL;
 use forge_core::speculative::{stream_generate_with_draft, DraftStats};
 use forge_core::tokenizer::Tokenizer;
@@ -184,10 +185,40 @@ pub fn generate_with_draft(
     draft: Option<&dyn Model>,
     prompt: &[u32],
     config: &GenerationConfig,
+    on_text: impl FnMut(&str),
+) -> anyhow::Result<Generated> {
+    let net = model.loaded.model.as_ref();
+    run(model, config, on_text, |config| match draft {
+        Some(draft) => stream_generate_with_draft(net, draft, &model.tokenizer, prompt, config),
+        None => stream_generate(net, &model.tokenizer, prompt, config),
+    })
+}
+
+/// Like [`generate`] with the images of a vision-language model's prompt
+/// (`pixel_values` `[images, C, H, W]`; the prompt's image tokens already
+/// repeated once per image feature).
+pub fn generate_with_images(
+    model: &TextModel,
+    prompt: &[u32],
+    pixel_values: &Array,
+    config: &GenerationConfig,
+    on_text: impl FnMut(&str),
+) -> anyhow::Result<Generated> {
+    let net = model.loaded.model.as_ref();
+    run(model, config, on_text, |config| {
+        stream_generate_with_images(net, &model.tokenizer, prompt, pixel_values, config)
+    })
+}
+
+/// Adds the model's EOS ids to `config`, starts the stream with `start`
+/// and collects it, calling `on_text` with each settled piece.
+fn run<'m>(
+    model: &'m TextModel,
+    config: &GenerationConfig,
     mut on_text: impl FnMut(&str),
+    start: impl FnOnce(&GenerationConfig) -> forge_core::Result<TextStream<'m, 'm>>,
 ) -> anyhow::Result<Generated> {
     let config = with_eos(config, &model.eos_ids);
-    let net = model.loaded.model.as_ref();
     let mut out = Generated {
         tokens: Vec::new(),
         text: String::new(),
@@ -198,10 +229,7 @@ pub fn generate_with_draft(
         from_draft: 0,
         draft_stats: None,
     };
-    let mut stream = match draft {
-        Some(draft) => stream_generate_with_draft(net, draft, &model.tokenizer, prompt, &config)?,
-        None => stream_generate(net, &model.tokenizer, prompt, &config)?,
-    };
+    let mut stream = start(&config)?;
     while let Some(response) = stream.next_response()? {
         if !response.text.is_empty() {
             on_text(&response.text);

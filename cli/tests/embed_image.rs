@@ -1,21 +1,21 @@
-//! `forge embed-image` against HF's pooled output, and its errors.
+//! `forge embed-image` against HF's pooled output (or image_embeds), and
+//! `forge generate --image` with a LLaVA model against HF's greedy tokens;
+//! their errors.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use forge_core::mlx_rs::Dtype;
+use forge_core::tokenizer::Tokenizer;
 use forge_core::weights::load_safetensors_file;
 
 fn golden() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../golden")
 }
 
-fn embed(model: &Path, image: &Path) -> (bool, String, String) {
+fn forge(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_forge"))
-        .arg("embed-image")
-        .arg("--model")
-        .arg(model)
-        .arg(image)
+        .args(args)
         .output()
         .unwrap();
     (
@@ -25,15 +25,29 @@ fn embed(model: &Path, image: &Path) -> (bool, String, String) {
     )
 }
 
+fn embed(model: &Path, image: &Path) -> (bool, String, String) {
+    forge(&[
+        "embed-image",
+        "--model",
+        model.to_str().unwrap(),
+        image.to_str().unwrap(),
+    ])
+}
+
 #[test]
 fn prints_hf_pooled_output_for_a_png() {
-    for case in ["clip-vision", "siglip-vision"] {
+    // A checkpoint with CLIP's visual projection prints HF's image_embeds.
+    for (case, key) in [
+        ("clip-vision", "pooler_output"),
+        ("siglip-vision", "pooler_output"),
+        ("clip-vision-projection", "image_embeds"),
+    ] {
         let dir = golden().join(case);
         let (ok, stdout, stderr) = embed(&dir.join("model"), &dir.join("image.png"));
         assert!(ok, "{case}: {stderr}");
         let got: Vec<f32> = serde_json::from_str(stdout.trim()).unwrap();
         let expected = load_safetensors_file(&dir.join("expected.safetensors")).unwrap();
-        let pooled = expected["pooler_output"].as_dtype(Dtype::Float32).unwrap();
+        let pooled = expected[key].as_dtype(Dtype::Float32).unwrap();
         pooled.eval().unwrap();
         let want = &pooled.as_slice::<f32>()[..got.len()];
         assert_eq!(got.len() * 2, pooled.size(), "{case}: one image of the two");
@@ -90,4 +104,69 @@ fn qwen_towers_print_the_mean_of_hf_merged_features() {
             .fold(0.0f32, f32::max);
         assert!(max < 1e-4, "{case}: max abs error {max}");
     }
+}
+
+// `forge generate --image` with a LLaVA model.
+
+/// The case's prompt text (before the image token is expanded).
+fn prompt(case: &Path) -> String {
+    let text = std::fs::read_to_string(case.join("manifest.json")).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    manifest["prompt"].as_str().unwrap().to_string()
+}
+
+fn generate(case: &Path, image: &Path, prompt: &str) -> (bool, String, String) {
+    let model = case.join("model");
+    forge(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--prompt",
+        prompt,
+        "--max-tokens",
+        "8",
+        "--temp",
+        "0",
+    ])
+}
+
+#[test]
+fn greedy_text_with_an_image_is_hf_greedy() {
+    for name in ["llava-clip", "llava-multilayer-full"] {
+        let case = golden().join(name);
+        let (ok, stdout, stderr) = generate(&case, &case.join("image.png"), &prompt(&case));
+        assert!(ok, "{name}: {stderr}");
+        let expected = load_safetensors_file(&case.join("expected.safetensors")).unwrap();
+        let want = expected["greedy_tokens"].as_dtype(Dtype::Int32).unwrap();
+        want.eval().unwrap();
+        let want: Vec<u32> = want.as_slice::<i32>().iter().map(|&t| t as u32).collect();
+        let tokenizer = Tokenizer::from_dir(&case.join("model")).unwrap();
+        let text = tokenizer.decode(&want, false).unwrap();
+        assert_eq!(stdout.strip_suffix('\n').unwrap_or(&stdout), text, "{name}");
+    }
+}
+
+#[test]
+fn a_prompt_without_the_image_token_or_a_corrupt_image_is_a_clear_error() {
+    let case = golden().join("llava-clip");
+    let image = case.join("image.png");
+    let (ok, _, stderr) = generate(&case, &image, "no image token here");
+    assert!(!ok);
+    assert!(
+        stderr.contains("the prompt must hold <image> once per image")
+            && stderr.contains("1 image(s) given, the prompt has 0 image token(s)"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.png");
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\n truncated").unwrap();
+    let (ok, _, stderr) = generate(&case, &bad, &prompt(&case));
+    assert!(!ok);
+    assert!(
+        stderr.contains("broken.png: cannot decode the image"),
+        "{stderr}"
+    );
 }

@@ -147,6 +147,35 @@ pub(crate) fn prefill_last(
     forward_tokens(model, last, cache)
 }
 
+/// Runs prompt embeddings `[1, T, hidden]` through the model in chunks of
+/// at most `chunk` positions, filling `cache`; the logits of the last
+/// position, `[vocab]` (not yet evaluated).
+fn prefill_embeddings(
+    model: &dyn Model,
+    embeddings: &Array,
+    cache: &mut [Box<dyn KvCache>],
+    chunk: usize,
+) -> Result<Array> {
+    let t = embeddings.dim(1);
+    let step = chunk.max(1) as i32;
+    let cuts: Vec<i32> = (step..t).step_by(step as usize).collect();
+    let pieces = embeddings.split_at_indices(&cuts, 1)?;
+    let mut last = None;
+    for piece in &pieces {
+        check_context(model, cache, piece.dim(1) as usize)?;
+        let out = model.forward(
+            &ModelInput::Embeddings(piece.clone()),
+            Some(cache),
+            &ForwardOptions::default(),
+        )?;
+        let state: Vec<Array> = cache.iter().flat_map(|c| c.state()).collect();
+        transforms::eval(&state)?;
+        last = out.logits;
+    }
+    let logits = last.ok_or_else(empty_prompt)?;
+    last_row(&logits)
+}
+
 /// One forward pass over `tokens`; the logits of the last position, `[vocab]`.
 fn forward_tokens(
     model: &dyn Model,
@@ -275,8 +304,31 @@ impl<'m> TokenGenerator<'m> {
     /// prefix of the conversation; `prompt` holds only the new tokens.
     pub fn with_cache(
         model: &'m dyn Model,
+        cache: Vec<Box<dyn KvCache>>,
+        prompt: &[u32],
+        config: &GenerationConfig,
+    ) -> Result<Self> {
+        Self::start(model, cache, prompt, None, config)
+    }
+
+    /// Like [`TokenGenerator::new`] for a vision-language model: the
+    /// features of `pixel_values` replace the prompt's image placeholder
+    /// tokens ([`Model::embed_with_images`]); the prefill runs over those
+    /// embeddings, in chunks that never recompute the image features.
+    pub fn with_images(
+        model: &'m dyn Model,
+        prompt: &[u32],
+        pixel_values: &Array,
+        config: &GenerationConfig,
+    ) -> Result<Self> {
+        Self::start(model, model.new_cache(), prompt, Some(pixel_values), config)
+    }
+
+    fn start(
+        model: &'m dyn Model,
         mut cache: Vec<Box<dyn KvCache>>,
         prompt: &[u32],
+        images: Option<&Array>,
         config: &GenerationConfig,
     ) -> Result<Self> {
         config.validate()?;
@@ -298,7 +350,13 @@ impl<'m> TokenGenerator<'m> {
         let processors = config.processors(prompt.len())?;
         let sampler = config.sampler()?;
         let start = Instant::now();
-        let logits = prefill_last(model, prompt, &mut cache, config.prefill_step_size)?;
+        let logits = match images {
+            None => prefill_last(model, prompt, &mut cache, config.prefill_step_size)?,
+            Some(pixels) => {
+                let embeddings = model.embed_with_images(&token_array(prompt), pixels)?;
+                prefill_embeddings(model, &embeddings, &mut cache, config.prefill_step_size)?
+            }
+        };
         logits.eval()?;
         Ok(TokenGenerator {
             model,
@@ -445,6 +503,19 @@ pub fn stream_generate<'m, 't>(
     config: &GenerationConfig,
 ) -> Result<TextStream<'m, 't>> {
     let generator = TokenGenerator::new(model, prompt, config)?;
+    Ok(TextStream::new(Box::new(generator), tokenizer, config))
+}
+
+/// [`stream_generate`] for a vision-language model, with the images of the
+/// prompt (see [`TokenGenerator::with_images`]).
+pub fn stream_generate_with_images<'m, 't>(
+    model: &'m dyn Model,
+    tokenizer: &'t Tokenizer,
+    prompt: &[u32],
+    pixel_values: &Array,
+    config: &GenerationConfig,
+) -> Result<TextStream<'m, 't>> {
+    let generator = TokenGenerator::with_images(model, prompt, pixel_values, config)?;
     Ok(TextStream::new(Box::new(generator), tokenizer, config))
 }
 

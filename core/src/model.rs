@@ -82,8 +82,22 @@ pub struct ModelOutput {
     pub last_hidden_state: Option<Array>,
     /// `[B, hidden]`: encoders' pooled output, where the model has one.
     pub pooler_output: Option<Array>,
+    /// `[B, projection_dim]`: the pooled output through the model's
+    /// projection into a shared image-text space (CLIP's
+    /// `visual_projection`), where the checkpoint has one; HF's
+    /// `image_embeds`. `pooler_output` stays unprojected.
+    pub image_embeds: Option<Array>,
     /// Every layer's hidden state when asked for (num_layers + 1 entries).
     pub hidden_states: Vec<Array>,
+}
+
+/// How a vision-language model marks where an image goes in the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageTokens {
+    /// The placeholder token id (HF `image_token_id` / `image_token_index`).
+    pub token_id: u32,
+    /// Placeholder tokens per image: one per image feature row.
+    pub per_image: usize,
 }
 
 /// One line of a model's compiled plan, for `forge inspect`.
@@ -136,6 +150,24 @@ pub trait Model {
 
     /// The compiled plan: layers, heads, rope, attention pattern...
     fn plan(&self) -> Vec<PlanItem>;
+
+    /// For vision-language models: the image placeholder token and how many
+    /// of them one image takes (a prompt repeats the placeholder that often).
+    fn image_tokens(&self) -> Option<ImageTokens> {
+        None
+    }
+
+    /// For vision-language models: the input embeddings `[B, T, hidden]` of
+    /// `input_ids` with the features of `pixel_values` `[images, C, H, W]`
+    /// in place of the image placeholder tokens, in order. Generation
+    /// computes them once and prefills over them, so chunks never split an
+    /// image's features.
+    fn embed_with_images(&self, _input_ids: &Array, _pixel_values: &Array) -> Result<Array> {
+        Err(Error::InvalidInput {
+            expected: "a vision-language model (one that takes images)".into(),
+            found: "a model without image input".into(),
+        })
+    }
 
     /// A test-only fault, used to prove the parity report names the layer
     /// where outputs diverge. Plugins may ignore it.

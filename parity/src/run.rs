@@ -2,11 +2,11 @@
 
 use std::path::Path;
 
-use forge_core::generate::{greedy, prefill};
+use forge_core::generate::{greedy, prefill, TokenGenerator};
 use forge_core::mlx_rs::{Array, Dtype};
 use forge_core::model::{Fault, ForwardOptions, ModelInput};
 use forge_core::weights::{load_safetensors_file, TensorMap};
-use forge_core::{load_model_dir, LoadOptions, Model};
+use forge_core::{load_model_dir, GenerationConfig, LoadOptions, Model};
 
 use crate::compare::{compare, to_f64, Errors};
 use crate::error::{ParityError, Result};
@@ -190,11 +190,20 @@ fn run_checks(
             &expected,
             &input_ids,
             keep.as_deref(),
+            pixel_values.as_ref(),
         )?;
     }
-    // The cache checks feed tokens alone; a case with images has no such path.
-    if let (Some(logits), None) = (&output.logits, &pixel_values) {
-        check_cache_consistency(report, manifest, model, &input_ids, keep.as_deref(), logits)?;
+    if let Some(logits) = &output.logits {
+        let images = pixel_values.as_ref();
+        check_cache_consistency(
+            report,
+            manifest,
+            model,
+            &input_ids,
+            keep.as_deref(),
+            logits,
+            images,
+        )?;
     }
     Ok(())
 }
@@ -364,6 +373,7 @@ fn check_greedy(
     expected: &Expected,
     input_ids: &Array,
     keep: Option<&[bool]>,
+    pixel_values: Option<&Array>,
 ) -> Result<()> {
     let want = expected.get("greedy_tokens")?.as_dtype(Dtype::Int32)?;
     want.eval()?;
@@ -373,8 +383,31 @@ fn check_greedy(
         .map_or(want.dim(1) as usize, |g| g.max_new_tokens);
     let want: Vec<u32> = want.as_slice::<i32>().iter().map(|&v| v as u32).collect();
     let mut got = Vec::new();
-    for row in rows(input_ids, keep)? {
-        got.extend(greedy(model, &row, n, 512)?);
+    let prompts = rows(input_ids, keep)?;
+    match (pixel_values, prompts.as_slice()) {
+        (None, _) => {
+            for row in &prompts {
+                got.extend(greedy(model, row, n, 512)?);
+            }
+        }
+        // With images: generation's own path (embeddings with the image
+        // features, prefilled in chunks), greedy, exactly n tokens.
+        (Some(pixels), [row]) => {
+            let config = GenerationConfig {
+                max_new_tokens: n,
+                prefill_step_size: CONSISTENCY_CHUNK,
+                ..Default::default()
+            };
+            for step in TokenGenerator::with_images(model, row, pixels, &config)? {
+                got.push(step?.token);
+            }
+        }
+        (Some(_), _) => {
+            return Err(ParityError::Case {
+                path: expected.path.clone(),
+                message: "greedy_tokens with pixel_values needs a batch of one prompt".into(),
+            })
+        }
     }
     let matching = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
     let pass = got == want;
@@ -388,7 +421,9 @@ fn check_greedy(
 }
 
 /// Checks that need no reference: logits from incremental decoding through
-/// the cache, and from prefill in chunks, equal the one-shot forward.
+/// the cache, and from prefill in chunks, equal the one-shot forward. With
+/// images, the chunks run over the prompt's embeddings with the image
+/// features spliced in (as generation does).
 fn check_cache_consistency(
     report: &mut CaseReport,
     manifest: &Manifest,
@@ -396,12 +431,23 @@ fn check_cache_consistency(
     input_ids: &Array,
     keep: Option<&[bool]>,
     full_logits: &Array,
+    pixel_values: Option<&Array>,
 ) -> Result<()> {
     let tol = manifest.tolerance_for("logits");
     let t = input_ids.dim(1) as usize;
     let full = to_f64(full_logits)?;
     let vocab = full.len() / (input_ids.dim(0) as usize * t).max(1);
     let prompts = rows(input_ids, keep)?;
+    let embeddings = match pixel_values {
+        None => None,
+        Some(pixels) if prompts.len() == 1 => Some(model.embed_with_images(input_ids, pixels)?),
+        Some(_) => {
+            return Err(ParityError::Case {
+                path: manifest.case.clone().into(),
+                message: "pixel_values with a batch of more than one prompt".into(),
+            })
+        }
+    };
     for (check, chunk) in [
         ("incremental_decode", 1),
         ("chunked_prefill", CONSISTENCY_CHUNK),
@@ -412,7 +458,11 @@ fn check_cache_consistency(
         };
         for (r, row) in prompts.iter().enumerate() {
             let mut cache = model.new_cache();
-            let logits = to_f64(&prefill(model, row, &mut cache, chunk)?)?;
+            let logits = match &embeddings {
+                None => prefill(model, row, &mut cache, chunk)?,
+                Some(e) => prefill_embeddings(model, e, &mut cache, chunk)?,
+            };
+            let logits = to_f64(&logits)?;
             // The row's real positions are its last row.len() positions.
             let start = (r * t + (t - row.len())) * vocab;
             let reference = &full[start..start + row.len() * vocab];
@@ -426,4 +476,31 @@ fn check_cache_consistency(
         push_numeric(report, check, &note, worst, &tol);
     }
     Ok(())
+}
+
+/// Runs input embeddings `[1, T, hidden]` through the cache in chunks of
+/// `chunk` positions; the logits of every position.
+fn prefill_embeddings(
+    model: &dyn Model,
+    embeddings: &Array,
+    cache: &mut [Box<dyn forge_core::KvCache>],
+    chunk: usize,
+) -> Result<Array> {
+    let t = embeddings.dim(1);
+    let cuts: Vec<i32> = (chunk as i32..t).step_by(chunk).collect();
+    let mut pieces = Vec::new();
+    for piece in embeddings.split_at_indices(&cuts, 1)? {
+        let out = model.forward(
+            &ModelInput::Embeddings(piece),
+            Some(&mut *cache),
+            &ForwardOptions::default(),
+        )?;
+        let logits = out.logits.ok_or_else(|| ParityError::Case {
+            path: "model".into(),
+            message: "the model returned no logits".into(),
+        })?;
+        logits.eval()?;
+        pieces.push(logits);
+    }
+    Ok(forge_core::mlx_rs::ops::concatenate(&pieces, 1)?)
 }

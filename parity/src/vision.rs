@@ -1,6 +1,6 @@
 //! Checks of vision cases: image preprocessing (image files in,
 //! `pixel_values` out) and encoders (`pixel_values` in; `last_hidden_state`,
-//! `pooler_output` and every hidden state out).
+//! `pooler_output`, `image_embeds` and every hidden state out).
 //!
 //! Towers that take pre-flattened patches (Qwen2-VL) have `pixel_values`
 //! `[N, C·T·P·P]` plus `image_grid_thw` `[images, 3]` in the case: each
@@ -154,6 +154,7 @@ pub(crate) fn check_encoder(
     for (check, actual) in [
         ("last_hidden_state", &output.last_hidden_state),
         ("pooler_output", &output.pooler_output),
+        ("image_embeds", &output.image_embeds),
     ] {
         if !manifest.has_check(check) {
             continue;

@@ -23,6 +23,11 @@ pub trait VisionTower: std::fmt::Debug {
     fn name(&self) -> &'static str;
     /// Runs the tower on `pixels` `[B, C, H, W]`.
     fn encode(&self, pixels: &Array, keep_hidden: bool) -> Result<TowerOutput>;
+    /// The pooled output projected into an image-text space (HF's
+    /// `image_embeds`), for towers whose checkpoint has a projection.
+    fn project(&self, _pooled: &Array) -> Result<Option<Array>> {
+        Ok(None)
+    }
     /// Runs the tower with the whole forward options; towers that need more
     /// than pixels (Qwen2-VL's `image_grid_thw`) override this.
     fn encode_with(&self, pixels: &Array, options: &ForwardOptions) -> Result<TowerOutput> {
@@ -56,9 +61,14 @@ impl<T: VisionTower> Model for Encoder<T> {
             });
         };
         let out = self.0.encode_with(pixels, options)?;
+        let image_embeds = match &out.pooler_output {
+            Some(pooled) => self.0.project(pooled)?,
+            None => None,
+        };
         Ok(ModelOutput {
             last_hidden_state: Some(out.last_hidden_state),
             pooler_output: out.pooler_output,
+            image_embeds,
             hidden_states: out.hidden_states,
             logits: None,
         })

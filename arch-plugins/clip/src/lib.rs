@@ -6,9 +6,16 @@
 //! token as the pooled output. HF's outputs: `hidden_states[0]` is after
 //! `pre_layrnorm`; `last_hidden_state` is the encoder output, without the
 //! post-layernorm; `pooler_output` is `post_layernorm(last_hidden_state[:, 0])`.
+//!
+//! Checkpoints saved from `CLIPVisionModelWithProjection` (same model_type)
+//! also carry `visual_projection.weight` `[projection_dim, hidden]`: then
+//! the model also returns `image_embeds` = `visual_projection(pooler_output)`
+//! ([`ModelOutput::image_embeds`](forge_core::model::ModelOutput)), and
+//! `pooler_output` stays the unprojected pooled output.
 
 use forge_core::mlx_rs::{ops, Array};
 use forge_core::model::{Model, PlanItem};
+use forge_core::nn::Linear;
 use forge_core::registry::Architecture;
 use forge_core::{ModelConfig, Result, Weights};
 use forge_vision::tower::{Encoder, TowerOutput, VisionTower};
@@ -29,9 +36,12 @@ inventory::submit! {
 }
 
 /// Keys that do not change inference: init scales, dropout, and the
-/// projection size (used only by the text-image heads, not by this tower).
-const IGNORED_CONFIG_KEYS: &[&str] = &["initializer_factor", "dropout", "projection_dim"];
+/// projection size (read by [`build`] only when the checkpoint has a
+/// `visual_projection`; the LLaVA tower has none).
+pub const IGNORED_CONFIG_KEYS: &[&str] = &["initializer_factor", "dropout", "projection_dim"];
 
+/// HF's default `projection_dim`.
+const DEFAULT_PROJECTION_DIM: u64 = 512;
 /// HF's default `hidden_act` for this tower.
 const DEFAULT_ACT: &str = "quick_gelu";
 /// HF's default `layer_norm_eps` for this tower.
@@ -48,6 +58,7 @@ pub struct ClipVision {
     pre_layrnorm: LayerNorm,
     layers: Vec<EncoderLayer>,
     post_layernorm: LayerNorm,
+    visual_projection: Option<Linear>,
 }
 
 /// Builds a CLIP vision tower from its config and weights.
@@ -60,9 +71,27 @@ pub fn build(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn Mode
             keys: vec!["vision_use_head".into()],
         });
     }
-    Ok(Box::new(Encoder(ClipVision::load(
-        config, &args, weights, "",
-    )?)))
+    let mut tower = ClipVision::load(config, &args, weights, "")?;
+    if weights.contains("visual_projection.weight") {
+        let dim = match config.json().get("projection_dim") {
+            None => DEFAULT_PROJECTION_DIM,
+            Some(v) => v.as_u64().ok_or_else(|| forge_core::Error::ConfigValue {
+                path: config.path().to_path_buf(),
+                key: "projection_dim".into(),
+                expected: "a positive integer".into(),
+                found: v.to_string(),
+            })?,
+        };
+        let hidden = args.hidden_size;
+        tower.visual_projection = Some(Linear::load(
+            weights,
+            "visual_projection",
+            hidden,
+            dim as usize,
+            false,
+        ));
+    }
+    Ok(Box::new(Encoder(tower)))
 }
 
 impl ClipVision {
@@ -98,6 +127,7 @@ impl ClipVision {
                 .map(|i| EncoderLayer::load(w, &format!("{prefix}encoder.layers.{i}"), dims))
                 .collect(),
             post_layernorm: LayerNorm::load(w, &format!("{prefix}post_layernorm"), d, dims.eps),
+            visual_projection: None,
             args: args.clone(),
             dims,
         })
@@ -139,13 +169,32 @@ impl VisionTower for ClipVision {
         })
     }
 
+    fn project(&self, pooled: &Array) -> Result<Option<Array>> {
+        self.visual_projection
+            .as_ref()
+            .map(|p| p.forward(pooled))
+            .transpose()
+    }
+
     fn num_layers(&self) -> usize {
         self.layers.len()
     }
 
     fn plan(&self) -> Vec<PlanItem> {
         let tokens = "plus a class token; pre_layrnorm";
-        self.args
-            .plan(&self.dims, tokens, "post_layernorm(class token)")
+        let mut plan = self
+            .args
+            .plan(&self.dims, tokens, "post_layernorm(class token)");
+        if let Some(p) = &self.visual_projection {
+            let to = p.weight.dim(0);
+            plan.push(PlanItem::new(
+                "projection",
+                format!(
+                    "visual_projection {} -> {to} (image_embeds)",
+                    self.args.hidden_size
+                ),
+            ));
+        }
+        plan
     }
 }

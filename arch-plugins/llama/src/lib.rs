@@ -166,6 +166,25 @@ impl LlamaArgs {
 
 /// Builds a Llama model from its config and weights.
 pub fn build(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn Model>> {
+    Ok(Box::new(Llama::load(config, weights)?))
+}
+
+impl Llama {
+    /// Loads a Llama from its config and the weights under HF's names
+    /// (`model.embed_tokens`, `model.layers.{i}`, `model.norm`, `lm_head`);
+    /// a model that embeds a Llama (LLaVA's language model) renames its
+    /// tensors to these first.
+    pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Llama> {
+        load_llama(config, weights)
+    }
+
+    /// Token embeddings `[B, T, hidden]` of `ids` `[B, T]`.
+    pub fn embed(&self, ids: &Array) -> Result<Array> {
+        self.embed_tokens.forward(ids)
+    }
+}
+
+fn load_llama(config: &ModelConfig, weights: &mut Weights) -> Result<Llama> {
     let args: LlamaArgs = config.parse_args(IGNORED_CONFIG_KEYS)?;
     if args.hidden_act != "silu" {
         return Err(Error::ConfigValue {
@@ -216,13 +235,13 @@ pub fn build(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn Mode
             false,
         ))
     };
-    Ok(Box::new(Llama {
+    Ok(Llama {
         args,
         embed_tokens,
         layers,
         norm,
         lm_head,
-    }))
+    })
 }
 
 /// A Llama model.
