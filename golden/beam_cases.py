@@ -34,6 +34,10 @@ from generation_cases import hf_generate, new_tiny_llama_case, write_manifest
 # search's beams; `build` checks the difference still holds).
 EOS_THIRD = 32
 
+# Three of the best first tokens after the case's prompt (from the settings'
+# hypotheses), used together as EOS ids.
+FIRST_TOKENS = [43, 77, 20]
+
 # Pairs of settings that must give different hypotheses: early_stopping
 # false against true, and false against "never".
 CONTRASTS = [(8, 9), (10, 11), (12, 13)]
@@ -94,6 +98,9 @@ def beam_settings(eos_early: int, eos_other: int, n: int) -> list[dict]:
         {**three, "eos_token_id": [eos_other, EOS_THIRD], "early_stopping": "never"},
         {**two, "eos_token_id": [eos_other], "length_penalty": 2.0},
         {**two, "eos_token_id": [eos_other], "length_penalty": 2.0, "early_stopping": "never"},
+        # Most of the best first tokens are EOS ids: the search must keep
+        # (1 + EOS ids) x num_beams candidates per step to have beams to go on.
+        {**two, "eos_token_id": FIRST_TOKENS, "early_stopping": "never"},
     ]
 
 

@@ -156,7 +156,7 @@ fn a_prompt_without_the_image_token_or_a_corrupt_image_is_a_clear_error() {
     assert!(!ok);
     assert!(
         stderr.contains("the prompt must hold <image> once per image")
-            && stderr.contains("1 image(s) given, the prompt has 0 image token(s)"),
+            && stderr.contains("0 image token(s) in the prompt"),
         "{stderr}"
     );
 
@@ -167,6 +167,15 @@ fn a_prompt_without_the_image_token_or_a_corrupt_image_is_a_clear_error() {
     assert!(!ok);
     assert!(
         stderr.contains("broken.png: cannot decode the image"),
+        "{stderr}"
+    );
+
+    // A text-only model refuses images by name.
+    let llama = golden().join("gen-greedy-processors");
+    let (ok, _, stderr) = generate(&llama, &image, "<image> hello");
+    assert!(!ok);
+    assert!(
+        stderr.contains("--image: `llama` does not take images"),
         "{stderr}"
     );
 }

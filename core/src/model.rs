@@ -100,6 +100,59 @@ pub struct ImageTokens {
     pub per_image: usize,
 }
 
+impl ImageTokens {
+    /// Repeats each placeholder in `ids` `per_image` times, as HF's
+    /// LlavaProcessor expands its image token; `ids` must hold exactly one
+    /// placeholder per image.
+    pub fn expand(&self, ids: &[u32], images: usize) -> Result<Vec<u32>> {
+        let found = ids.iter().filter(|&&t| t == self.token_id).count();
+        if found != images {
+            return Err(Error::InvalidInput {
+                expected: format!("one image token (id {}) per image: {images}", self.token_id),
+                found: format!("{found} image token(s) in the prompt"),
+            });
+        }
+        Ok(ids
+            .iter()
+            .flat_map(|&t| {
+                let n = if t == self.token_id {
+                    self.per_image
+                } else {
+                    1
+                };
+                std::iter::repeat_n(t, n)
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod image_token_tests {
+    use super::*;
+
+    const TOKENS: ImageTokens = ImageTokens {
+        token_id: 7,
+        per_image: 3,
+    };
+
+    #[test]
+    fn each_image_token_becomes_one_per_feature() {
+        let ids = TOKENS.expand(&[1, 7, 4, 7, 5], 2).unwrap();
+        assert_eq!(ids, [1, 7, 7, 7, 4, 7, 7, 7, 5]);
+    }
+
+    #[test]
+    fn a_count_mismatch_names_both_counts() {
+        let err = TOKENS.expand(&[1, 4], 1).unwrap_err().to_string();
+        assert!(
+            err.contains("one image token (id 7) per image: 1")
+                && err.contains("0 image token(s) in the prompt"),
+            "{err}"
+        );
+        assert!(TOKENS.expand(&[7, 7], 1).is_err());
+    }
+}
+
 /// One line of a model's compiled plan, for `forge inspect`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanItem {

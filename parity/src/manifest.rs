@@ -56,6 +56,10 @@ pub struct Manifest {
     /// `pixel_values` check: preprocessed with `model/preprocessor_config.json`.
     #[serde(default)]
     pub images: Vec<String>,
+    /// The prompt text of a vision-language case, before its image token
+    /// is expanded: checked against `input_ids` through `model/`'s tokenizer.
+    #[serde(default)]
+    pub prompt: Option<String>,
     /// Where the weights come from when `model/` is not committed.
     #[serde(default)]
     pub model_source: Option<ModelSource>,

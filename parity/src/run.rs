@@ -130,6 +130,7 @@ fn run_checks(
     if !expected.tensors.contains_key("input_ids") {
         return vision::check_encoder(report, manifest, model, &expected);
     }
+    vision::check_prompt_ids(report, manifest, dir, model, &expected)?;
     let input_ids = expected.get("input_ids")?.as_dtype(Dtype::Int32)?;
     let (b, t) = (input_ids.dim(0) as usize, input_ids.dim(1) as usize);
     let mask = expected

@@ -203,3 +203,36 @@ fn shape_text(shape: &[i32]) -> String {
     let dims: Vec<String> = shape.iter().map(i32::to_string).collect();
     format!("[{}]", dims.join(", "))
 }
+
+/// For a vision-language case with a `prompt`: Forge's token ids for it
+/// (`model/`'s tokenizer, special tokens added, each image token repeated
+/// once per image feature) must be the expected `input_ids`, which HF's
+/// processor made.
+pub(crate) fn check_prompt_ids(
+    report: &mut CaseReport,
+    manifest: &Manifest,
+    dir: &Path,
+    model: &dyn Model,
+    expected: &Expected,
+) -> Result<()> {
+    let (Some(prompt), Some(tokens)) = (&manifest.prompt, model.image_tokens()) else {
+        return Ok(());
+    };
+    let tokenizer = forge_core::tokenizer::Tokenizer::from_dir(&dir.join("model"))?;
+    let got = tokens.expand(&tokenizer.encode(prompt, true)?, manifest.images.len())?;
+    let want = expected.get("input_ids")?.as_dtype(Dtype::Int32)?;
+    want.eval()?;
+    let want: Vec<u32> = want.as_slice::<i32>().iter().map(|&t| t as u32).collect();
+    let matching = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
+    let pass = got == want;
+    let note = if pass {
+        format!(
+            "prompt with {} image token(s) expanded",
+            manifest.images.len()
+        )
+    } else {
+        format!("first difference at {matching}: got {got:?}, expected {want:?}")
+    };
+    report.push_exact("input_ids", matching, want.len(), pass, note);
+    Ok(())
+}
