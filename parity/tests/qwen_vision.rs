@@ -112,6 +112,22 @@ fn windows_and_their_order_matter_to_the_check() {
     assert!(failing(&report)
         .iter()
         .any(|f| f.starts_with("hidden_states")));
+
+    // HF floors window_size to whole merged units: 23 px is 2 units of 8 px, like 16.
+    common::edit_json(&case2.join("model/config.json"), |c| {
+        c.insert("window_size".into(), 23.into());
+    });
+    let report = run_case(&case2, &RunOptions::default());
+    assert!(report.passed(), "{:?}", failing(&report));
+    common::edit_json(&case2.join("model/config.json"), |c| {
+        c.insert("window_size".into(), 7.into());
+    });
+    let report = run_case(&case2, &RunOptions::default());
+    assert!(
+        report.rows.iter().any(|r| r.note.contains("window_size")),
+        "{:?}",
+        report.rows
+    );
 }
 
 #[test]
@@ -196,6 +212,23 @@ fn bf16_weights_run_close_to_f32() {
         });
     let rel = (diff / norm).sqrt();
     assert!(rel < 3e-2, "bf16 relative error {rel}");
+}
+
+#[test]
+fn released_vision_config_spellings_load() {
+    // The released checkpoints' vision_config writes `in_chans` and
+    // `spatial_patch_size` and leaves out keys at HF's defaults.
+    let dir = tempfile::tempdir().unwrap();
+    let case = common::copy_case("qwen2-vl-vision", dir.path());
+    common::edit_json(&case.join("model/config.json"), |c| {
+        let channels = c.remove("in_channels").unwrap();
+        c.insert("in_chans".into(), channels);
+        c.insert("spatial_patch_size".into(), 4.into());
+        c.remove("hidden_act"); // quick_gelu, HF's default
+        c.remove("rope_parameters"); // axial, theta 10000
+    });
+    let report = run_case(&case, &RunOptions::default());
+    assert!(report.passed(), "{:?}", failing(&report));
 }
 
 #[test]

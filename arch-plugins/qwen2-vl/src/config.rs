@@ -20,8 +20,9 @@ fn default_theta() -> f64 {
     10000.0
 }
 
-/// HF `Qwen2VLVisionConfig`.
+/// HF `Qwen2VLVisionConfig`; keys left out take HF's defaults.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct Qwen2VisionArgs {
     /// Number of blocks.
     pub depth: usize,
@@ -35,7 +36,8 @@ pub struct Qwen2VisionArgs {
     pub mlp_ratio: f64,
     /// Attention heads.
     pub num_heads: usize,
-    /// Image channels.
+    /// Image channels (`in_chans` in the released checkpoints' `vision_config`).
+    #[serde(alias = "in_chans")]
     pub in_channels: usize,
     /// Side of a patch in pixels.
     pub patch_size: usize,
@@ -44,12 +46,12 @@ pub struct Qwen2VisionArgs {
     /// Frames per patch.
     pub temporal_patch_size: usize,
     /// Rotary settings.
-    #[serde(default)]
     pub rope_parameters: Option<RopeArgs>,
 }
 
-/// HF `Qwen2_5_VLVisionConfig`.
+/// HF `Qwen2_5_VLVisionConfig`; keys left out take HF's defaults.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct Qwen25VisionArgs {
     /// Number of blocks.
     pub depth: usize,
@@ -63,7 +65,8 @@ pub struct Qwen25VisionArgs {
     pub hidden_act: String,
     /// Attention heads.
     pub num_heads: usize,
-    /// Image channels.
+    /// Image channels (`in_chans` in the released checkpoints' `vision_config`).
+    #[serde(alias = "in_chans")]
     pub in_channels: usize,
     /// Side of a patch in pixels.
     pub patch_size: usize,
@@ -76,12 +79,51 @@ pub struct Qwen25VisionArgs {
     /// Blocks that attend over the whole image instead of windows.
     pub fullatt_block_indexes: Vec<usize>,
     /// Rotary settings.
-    #[serde(default)]
     pub rope_parameters: Option<RopeArgs>,
 }
 
-/// Config keys that do not change a still image's numerics.
-pub const IGNORED_KEYS: &[&str] = &["tokens_per_second"];
+impl Default for Qwen2VisionArgs {
+    fn default() -> Self {
+        Qwen2VisionArgs {
+            depth: 32,
+            embed_dim: 1280,
+            hidden_size: 3584,
+            hidden_act: "quick_gelu".into(),
+            mlp_ratio: 4.0,
+            num_heads: 16,
+            in_channels: 3,
+            patch_size: 14,
+            spatial_merge_size: 2,
+            temporal_patch_size: 2,
+            rope_parameters: None,
+        }
+    }
+}
+
+impl Default for Qwen25VisionArgs {
+    fn default() -> Self {
+        Qwen25VisionArgs {
+            depth: 32,
+            hidden_size: 3584,
+            out_hidden_size: 3584,
+            intermediate_size: 3420,
+            hidden_act: "silu".into(),
+            num_heads: 16,
+            in_channels: 3,
+            patch_size: 14,
+            spatial_merge_size: 2,
+            temporal_patch_size: 2,
+            window_size: 112,
+            fullatt_block_indexes: vec![7, 15, 23, 31],
+            rope_parameters: None,
+        }
+    }
+}
+
+/// Config keys that do not change a still image's numerics:
+/// `tokens_per_second` (video timing) and `spatial_patch_size` (the released
+/// checkpoints' copy of `patch_size`, which HF does not read).
+pub const IGNORED_KEYS: &[&str] = &["tokens_per_second", "spatial_patch_size"];
 
 /// What both towers need, checked.
 #[derive(Debug, Clone, Copy, PartialEq)]

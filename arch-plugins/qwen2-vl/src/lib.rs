@@ -154,10 +154,11 @@ pub fn build_qwen2_5(config: &ModelConfig, w: &mut Weights) -> Result<Box<dyn Mo
         found,
     };
     let unit_px = dims.merge * dims.patch;
-    if args.window_size < unit_px || !args.window_size.is_multiple_of(unit_px) {
+    // HF floors: window_size // spatial_merge_size // patch_size merged units per side.
+    if args.window_size < unit_px {
         return Err(bad(
             "window_size",
-            format!("a multiple of spatial_merge_size · patch_size ({unit_px})"),
+            format!("at least spatial_merge_size · patch_size ({unit_px}) pixels"),
             args.window_size.to_string(),
         ));
     }
