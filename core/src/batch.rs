@@ -15,9 +15,9 @@
 
 use std::time::{Duration, Instant};
 
-use mlx_rs::{transforms, Array};
+use mlx_rs::{ops, transforms, Array};
 
-use crate::batch_cache::{left_pad, BatchCache};
+use crate::batch_cache::{left_pad, left_pad_to, BatchCache};
 use crate::detokenizer::{StopStrings, StreamingDetokenizer};
 use crate::error::{Error, Result};
 use crate::generate::{log_softmax, per_second, to_host, FinishReason};
@@ -71,8 +71,7 @@ pub struct BatchGenerator<'m> {
     active: Vec<usize>,
     /// `[active, vocab]` logits of the next step.
     pending: Option<Array>,
-    max_new_tokens: usize,
-    eos: Vec<u32>,
+    config: GenerationConfig,
     prompt_time: Duration,
 }
 
@@ -86,45 +85,77 @@ impl<'m> BatchGenerator<'m> {
         config: &GenerationConfig,
     ) -> Result<Self> {
         config.validate()?;
-        check_prompts(model, prompts)?;
-        let rows = prompts
-            .iter()
-            .map(|p| {
-                Ok(Row {
-                    tokens: p.clone(),
-                    prompt_len: p.len(),
-                    processors: config.processors(p.len())?,
-                    sampler: config.sampler()?,
-                    finished: config.max_new_tokens == 0,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let (ids, padding) = left_pad(prompts, PAD);
-        let mut cache = BatchCache::new(model.new_cache(), padding);
-        let start = Instant::now();
-        let logits = prefill(
+        let mut generator = BatchGenerator {
             model,
-            &ids,
-            prompts.len(),
-            &mut cache,
-            config.prefill_step_size,
-        )?;
-        logits.eval()?;
-        let active = if config.max_new_tokens > 0 {
-            (0..prompts.len()).collect()
-        } else {
-            Vec::new()
+            cache: BatchCache::new(model.new_cache(), Vec::new()),
+            rows: Vec::new(),
+            active: Vec::new(),
+            pending: None,
+            config: config.clone(),
+            prompt_time: Duration::ZERO,
         };
-        Ok(BatchGenerator {
-            model,
-            cache,
-            rows,
-            active,
-            pending: (config.max_new_tokens > 0).then_some(logits),
-            max_new_tokens: config.max_new_tokens,
-            eos: config.eos_token_id.clone(),
-            prompt_time: start.elapsed(),
-        })
+        generator.insert(prompts)?;
+        Ok(generator)
+    }
+
+    /// Adds prompts to the batch while it runs (continuous batching) and
+    /// returns their row numbers. They are prefilled left-padded to the
+    /// columns the batch already holds, so no new prompt may be longer than
+    /// that (an empty batch takes any lengths).
+    pub fn insert(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<usize>> {
+        check_prompts(self.model, prompts)?;
+        let first = self.rows.len();
+        for p in prompts {
+            self.rows.push(Row {
+                tokens: p.clone(),
+                prompt_len: p.len(),
+                processors: self.config.processors(p.len())?,
+                sampler: self.config.sampler()?,
+                finished: self.config.max_new_tokens == 0,
+            });
+        }
+        let new_rows: Vec<usize> = (first..self.rows.len()).collect();
+        if self.config.max_new_tokens == 0 {
+            return Ok(new_rows);
+        }
+        let start = Instant::now();
+        let logits = if self.active.is_empty() {
+            let (ids, padding) = left_pad(prompts, PAD);
+            self.cache = BatchCache::new(self.model.new_cache(), padding);
+            let chunk = self.config.prefill_step_size;
+            let logits = prefill(self.model, &ids, prompts.len(), &mut self.cache, chunk)?;
+            logits.eval()?;
+            logits
+        } else {
+            let logits = self.prefill_aligned(prompts)?;
+            let pending = self.pending.take().into_iter().chain([logits]);
+            ops::concatenate(&pending.collect::<Vec<_>>(), 0)?
+        };
+        self.prompt_time += start.elapsed();
+        self.active.extend(&new_rows);
+        self.pending = Some(logits);
+        Ok(new_rows)
+    }
+
+    /// Prefills `prompts` left-padded to the cache's columns in a cache of
+    /// their own, joins it to the batch's, and returns their logits.
+    fn prefill_aligned(&mut self, prompts: &[Vec<u32>]) -> Result<Array> {
+        let width = self.cache.offset();
+        if let Some((i, p)) = prompts.iter().enumerate().find(|(_, p)| p.len() > width) {
+            return Err(Error::InvalidInput {
+                expected: format!(
+                    "prompts of at most {width} tokens (the columns the batch holds)"
+                ),
+                found: format!("prompt {i} of {} tokens", p.len()),
+            });
+        }
+        let (ids, padding) = left_pad_to(prompts, width, PAD);
+        let mut cache = BatchCache::new(self.model.new_cache(), padding);
+        let chunk = self.config.prefill_step_size;
+        let logits = prefill(self.model, &ids, prompts.len(), &mut cache, chunk)?;
+        logits.eval()?;
+        self.cache.extend(cache)?;
+        Ok(logits)
     }
 
     /// How long the prefill took.
@@ -180,9 +211,9 @@ impl<'m> BatchGenerator<'m> {
         let logprobs = log_softmax(&scores);
         let token = row.sampler.pick(&row.tokens, &mut scores)?;
         row.tokens.push(token);
-        let finish_reason = if self.eos.contains(&token) {
+        let finish_reason = if self.config.eos_token_id.contains(&token) {
             Some(FinishReason::Stop)
-        } else if row.generated() >= self.max_new_tokens {
+        } else if row.generated() >= self.config.max_new_tokens {
             Some(FinishReason::Length)
         } else {
             None
@@ -205,6 +236,7 @@ impl<'m> BatchGenerator<'m> {
             .collect();
         if keep.is_empty() {
             self.active.clear();
+            self.cache.filter(&[])?;
             return Ok(());
         }
         if keep.len() < self.active.len() {

@@ -11,7 +11,9 @@
 //!
 //! Finished rows can be dropped ([`BatchCache::filter`]) so the rest of the
 //! batch no longer computes them, and new rows added ([`BatchCache::extend`])
-//! by padding the shorter side on the left.
+//! once they have been prefilled up to the same column (left-padded to the
+//! batch's offset: see [`left_pad_to`]). Padding already-cached rows later
+//! would be wrong: their keys were rotated at their old columns.
 
 use mlx_rs::{ops, Array};
 
@@ -22,10 +24,15 @@ use crate::error::{Error, Result};
 /// row-major, and each row's padding.
 pub fn left_pad(prompts: &[Vec<u32>], pad: u32) -> (Vec<u32>, Vec<usize>) {
     let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    left_pad_to(prompts, width, pad)
+}
+
+/// Left-pads `prompts` (none longer than `width`) to `width` columns.
+pub fn left_pad_to(prompts: &[Vec<u32>], width: usize, pad: u32) -> (Vec<u32>, Vec<usize>) {
     let mut ids = Vec::with_capacity(prompts.len() * width);
     let mut padding = Vec::with_capacity(prompts.len());
     for prompt in prompts {
-        let p = width - prompt.len();
+        let p = width.saturating_sub(prompt.len());
         ids.extend(std::iter::repeat_n(pad, p));
         ids.extend_from_slice(prompt);
         padding.push(p);
@@ -117,60 +124,42 @@ impl BatchCache {
         Ok(())
     }
 
-    /// Appends the rows of `other` (same model, any length): the shorter
-    /// side is padded on the left so both end in the same column.
+    /// Appends the rows of `other`, which must hold as many columns (the
+    /// same offset): positions are columns, so rows can only be joined
+    /// where their columns line up.
     pub fn extend(&mut self, other: BatchCache) -> Result<()> {
-        if other.layers.len() != self.layers.len() {
+        if other.layers.len() != self.layers.len() || other.offset() != self.offset() {
             return Err(Error::InvalidInput {
-                expected: format!("a batch cache with {} layers", self.layers.len()),
-                found: format!("{} layers", other.layers.len()),
+                expected: format!(
+                    "a batch cache with {} layers and {} columns",
+                    self.layers.len(),
+                    self.offset()
+                ),
+                found: format!(
+                    "{} layers and {} columns",
+                    other.layers.len(),
+                    other.offset()
+                ),
             });
         }
-        let (mine, theirs) = (self.offset(), other.offset());
-        let total = mine.max(theirs);
-        let (grow_mine, grow_theirs) = (total - mine, total - theirs);
         for (layer, other_layer) in self.layers.iter_mut().zip(&other.layers) {
-            let a = layer.state();
-            let b = other_layer.state();
-            let state = match (a.is_empty(), b.is_empty()) {
-                (true, true) => Vec::new(),
-                (false, false) if a.len() == b.len() => a
-                    .iter()
-                    .zip(&b)
-                    .map(|(x, y)| {
-                        let x = pad_time(x, grow_mine)?;
-                        let y = pad_time(y, grow_theirs)?;
-                        Ok(ops::concatenate(&[x, y], 0)?)
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-                _ => {
-                    return Err(Error::InvalidInput {
-                        expected: format!("cache layers holding {} tensors", a.len()),
-                        found: format!("{} tensors", b.len()),
-                    })
-                }
-            };
-            layer.set_state(state, total)?;
+            let (a, b) = (layer.state(), other_layer.state());
+            if a.len() != b.len() {
+                return Err(Error::InvalidInput {
+                    expected: format!("cache layers holding {} tensors", a.len()),
+                    found: format!("{} tensors", b.len()),
+                });
+            }
+            let joined = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| Ok(ops::concatenate(&[x.clone(), y.clone()], 0)?))
+                .collect::<Result<Vec<_>>>()?;
+            layer.set_state(joined, other.offset())?;
         }
-        self.left_padding = self
-            .left_padding
-            .iter()
-            .map(|p| p + grow_mine)
-            .chain(other.left_padding.iter().map(|p| p + grow_theirs))
-            .collect();
+        self.left_padding.extend(other.left_padding);
         Ok(())
     }
-}
-
-/// `[B, H, T, D]` with `n` zero columns added in front of the time axis.
-fn pad_time(a: &Array, n: usize) -> Result<Array> {
-    if n == 0 {
-        return Ok(a.clone());
-    }
-    let mut shape = a.shape().to_vec();
-    shape[2] = n as i32;
-    let zeros = ops::zeros_dtype(&shape, a.dtype())?;
-    Ok(ops::concatenate(&[zeros, a.clone()], 2)?)
 }
 
 #[cfg(test)]
@@ -259,30 +248,45 @@ mod tests {
             }
         }
 
-        /// Extending right-aligns both batches: the shorter one gains left
-        /// padding, every row keeps its values in its last columns.
+        /// Extending joins rows of equal offset: every row keeps its
+        /// values and its padding, in order.
         #[test]
-        fn extend_right_aligns(a_len in 1i32..6, b_len in 1i32..6, a_rows in 1usize..3, b_rows in 1usize..3) {
+        fn extend_joins_rows(len in 1i32..6, a_rows in 1usize..3, b_rows in 1usize..3, pad in 0usize..3) {
             let a_ids: Vec<i32> = (0..a_rows as i32).collect();
             let b_ids: Vec<i32> = (0..b_rows as i32).map(|r| r + 10).collect();
             let mut a = BatchCache::new(layers(1), vec![0; a_rows]);
-            a.layers_mut()[0].update_and_fetch(&numbered(&a_ids, a_len), &numbered(&a_ids, a_len)).unwrap();
-            let mut b = BatchCache::new(layers(1), vec![1; b_rows]);
-            b.layers_mut()[0].update_and_fetch(&numbered(&b_ids, b_len), &numbered(&b_ids, b_len)).unwrap();
+            a.layers_mut()[0].update_and_fetch(&numbered(&a_ids, len), &numbered(&a_ids, len)).unwrap();
+            let mut b = BatchCache::new(layers(1), vec![pad; b_rows]);
+            b.layers_mut()[0].update_and_fetch(&numbered(&b_ids, len), &numbered(&b_ids, len)).unwrap();
             a.extend(b).unwrap();
-            let total = a_len.max(b_len);
-            prop_assert_eq!(a.offset(), total as usize);
-            let mut want_padding = vec![(total - a_len) as usize; a_rows];
-            want_padding.extend(vec![(total - b_len) as usize + 1; b_rows]);
+            prop_assert_eq!(a.offset(), len as usize);
+            let mut want_padding = vec![0; a_rows];
+            want_padding.extend(vec![pad; b_rows]);
             prop_assert_eq!(a.left_padding(), want_padding.as_slice());
-            let keys = host(&a.layers_mut()[0].state()[0]);
-            for (r, id) in a_ids.iter().chain(&b_ids).enumerate() {
-                let len = if r < a_rows { a_len } else { b_len };
-                let row = &keys[r * total as usize..(r + 1) * total as usize];
-                let want: Vec<f32> = (0..len).map(|j| (100 * id + j) as f32).collect();
-                prop_assert_eq!(&row[(total - len) as usize..], want.as_slice());
-            }
+            let want: Vec<f32> = a_ids
+                .iter()
+                .chain(&b_ids)
+                .flat_map(|&id| (0..len).map(move |j| (100 * id + j) as f32))
+                .collect();
+            prop_assert_eq!(host(&a.layers_mut()[0].state()[0]), want);
         }
+    }
+
+    #[test]
+    fn extend_refuses_other_offsets() {
+        let mut a = BatchCache::new(layers(1), vec![0]);
+        a.layers_mut()[0]
+            .update_and_fetch(&numbered(&[0], 3), &numbered(&[0], 3))
+            .unwrap();
+        let mut b = BatchCache::new(layers(1), vec![0]);
+        b.layers_mut()[0]
+            .update_and_fetch(&numbered(&[1], 2), &numbered(&[1], 2))
+            .unwrap();
+        let err = a.extend(b).unwrap_err().to_string();
+        assert!(
+            err.contains("3 columns") && err.contains("2 columns"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@
 
 mod common;
 
-use forge_core::batch::batch_generate;
-use forge_core::generate::{stream_generate, FinishReason};
+use forge_core::batch::{batch_generate, BatchGenerator};
+use forge_core::generate::{stream_generate, FinishReason, TokenGenerator};
 use forge_core::tokenizer::Tokenizer;
 use forge_core::{load_model_dir, GenerationConfig, LoadOptions, LoadedModel};
 use forge_parity::{render_table, run_case, RunOptions};
@@ -146,4 +146,82 @@ fn bad_input_gets_clear_errors() {
         ..Default::default()
     };
     assert!(err(&[vec![3]], &bad_top_p).contains("top_p"));
+}
+
+/// Every row's generated tokens, stepping `generator` to the end; after
+/// `insert_after` steps, `later` joins the batch.
+fn run_with_insert(
+    generator: &mut BatchGenerator,
+    insert_after: usize,
+    later: &[Vec<u32>],
+) -> Vec<Vec<u32>> {
+    let mut out: Vec<Vec<u32>> = vec![Vec::new(); generator.batch_size() + later.len()];
+    for step in 0.. {
+        if step == insert_after {
+            let rows = generator.insert(later).unwrap();
+            assert_eq!(
+                rows,
+                (out.len() - later.len()..out.len()).collect::<Vec<_>>()
+            );
+        }
+        let tokens = generator.step().unwrap();
+        if tokens.is_empty() && step >= insert_after {
+            return out;
+        }
+        for t in tokens {
+            out[t.row].push(t.token);
+        }
+    }
+    unreachable!()
+}
+
+/// Continuous batching: prompts inserted while the batch runs (prefilled
+/// left-padded to the batch's columns) give exactly the tokens they give
+/// alone, and so do the rows already running; on every golden batch model.
+#[test]
+fn rows_inserted_mid_batch_equal_single_prompt_generation() {
+    let first = vec![
+        vec![11, 40, 7, 23, 60, 12, 13, 14, 15, 16, 17, 18, 19],
+        vec![5, 6, 7, 8, 9],
+    ];
+    let later = vec![
+        vec![20, 21, 22, 23],
+        vec![30, 31, 32, 33, 34, 35, 36, 37, 38],
+        vec![4],
+    ];
+    let config = GenerationConfig {
+        max_new_tokens: 8,
+        repetition_penalty: 1.3,
+        prefill_step_size: 5,
+        ..Default::default()
+    };
+    for case in [
+        "gen-batch-llama",
+        "gen-batch-gpt-oss",
+        "gen-batch-deepseek-v3",
+    ] {
+        let loaded = load_model_dir(
+            &common::golden().join(case).join("model"),
+            &LoadOptions::strict(),
+        )
+        .unwrap();
+        let model = loaded.model.as_ref();
+        let mut generator = BatchGenerator::new(model, &first, &config).unwrap();
+        let got = run_with_insert(&mut generator, 3, &later);
+        for (prompt, tokens) in first.iter().chain(&later).zip(&got) {
+            let alone: Vec<u32> = TokenGenerator::new(model, prompt, &config)
+                .unwrap()
+                .map(|t| t.unwrap().token)
+                .collect();
+            assert_eq!(tokens, &alone, "{case}: prompt {prompt:?}");
+        }
+        // Too long for the columns the batch holds (13 + 3).
+        let mut generator = BatchGenerator::new(model, &first, &config).unwrap();
+        generator.step().unwrap();
+        let err = generator.insert(&[vec![3; 15]]).unwrap_err().to_string();
+        assert!(
+            err.contains("at most 14 tokens") && err.contains("15 tokens"),
+            "{err}"
+        );
+    }
 }
