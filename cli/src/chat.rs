@@ -10,19 +10,19 @@ use forge_core::chat_template::Message;
 
 use forge_core::GenerationConfig;
 
-use crate::harmony;
 use crate::textgen::{self, print_flush};
+use crate::{draft, harmony, Models};
 
 /// Runs the chat loop on stdin / stdout.
-pub fn run(
-    model: Option<&str>,
-    dtype: &str,
-    system: Option<&str>,
-    config: &GenerationConfig,
-) -> anyhow::Result<()> {
-    let model = textgen::model_or_default(model)?;
-    let text_model = textgen::load(&model, dtype)?;
+pub fn run(models: Models, system: Option<&str>, config: &GenerationConfig) -> anyhow::Result<()> {
+    let model = textgen::model_or_default(models.model)?;
+    let text_model = textgen::load(&model, models.dtype)?;
+    let draft_model = draft::load(models.draft, models.dtype)?;
+    let draft_net = draft_model.as_ref().map(|d| d.model.as_ref());
     if harmony::speaks_harmony(text_model.loaded.architecture.model_type) {
+        if draft_net.is_some() {
+            anyhow::bail!("--draft-model: not supported in chat with a Harmony (gpt-oss) model");
+        }
         return harmony::chat(&text_model, system, config);
     }
     let template = text_model
@@ -48,7 +48,8 @@ pub fn run(
         messages.push(Message::new("user", line));
         let prompt = template.render(&messages, true, &serde_json::Map::new())?;
         let ids = text_model.tokenizer.encode(&prompt, false)?;
-        let reply = textgen::generate(&text_model, &ids, config, print_flush)?;
+        let reply =
+            textgen::generate_with_draft(&text_model, draft_net, &ids, config, print_flush)?;
         println!();
         messages.push(Message::new("assistant", reply.text.trim()));
     }

@@ -3,7 +3,8 @@
 //! step and the model checks them in one forward pass; the output is what
 //! the model alone would give.
 
-use forge_core::GenerationConfig;
+use anyhow::Context;
+use forge_core::{GenerationConfig, LoadedModel};
 
 /// Speculative decoding flags, named like mlx_lm.generate's.
 #[derive(Debug, Clone, clap::Args)]
@@ -14,6 +15,16 @@ pub struct DraftArgs {
     /// Tokens the draft model proposes per step (with --draft-model).
     #[arg(long, default_value_t = 3)]
     num_draft_tokens: usize,
+}
+
+/// Loads the draft model `--draft-model` names, if any (weights in `dtype`).
+pub fn load(draft: Option<&str>, dtype: &str) -> anyhow::Result<Option<LoadedModel>> {
+    let Some(path) = draft else {
+        return Ok(None);
+    };
+    let (loaded, _) =
+        crate::inspect::load_with_dtype(path, dtype).with_context(|| format!("loading {path}"))?;
+    Ok(Some(loaded))
 }
 
 impl DraftArgs {

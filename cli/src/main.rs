@@ -126,6 +126,8 @@ enum Command {
         max_tokens: usize,
         #[command(flatten)]
         sampling: textgen::SamplingArgs,
+        #[command(flatten)]
+        draft: draft::DraftArgs,
         /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
         #[arg(long, default_value = "plan")]
         dtype: String,
@@ -204,11 +206,20 @@ fn main() -> ExitCode {
             system,
             max_tokens,
             sampling,
+            draft,
             dtype,
-        } => sampling
-            .config(max_tokens)
-            .and_then(|config| chat::run(model.as_deref(), &dtype, system.as_deref(), &config))
-            .map(|()| true),
+        } => {
+            let models = Models {
+                model: model.as_deref(),
+                draft: draft.draft_model.as_deref(),
+                dtype: &dtype,
+            };
+            sampling
+                .config(max_tokens)
+                .and_then(|config| draft.apply(config))
+                .and_then(|config| chat::run(models, system.as_deref(), &config))
+                .map(|()| true)
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -346,14 +357,14 @@ struct Prompt<'a> {
     images: Vec<PathBuf>,
 }
 
-/// The models `forge generate` loads.
-struct Models<'a> {
+/// The models `forge generate` and `forge chat` load.
+pub struct Models<'a> {
     /// `--model` (the default model when absent).
-    model: Option<&'a str>,
+    pub model: Option<&'a str>,
     /// `--draft-model`.
-    draft: Option<&'a str>,
+    pub draft: Option<&'a str>,
     /// `--dtype`, for both.
-    dtype: &'a str,
+    pub dtype: &'a str,
 }
 
 /// `forge generate`.
@@ -372,11 +383,7 @@ fn generate(
     let template_args = textgen::template_args(template_args.as_deref())?;
     let model = textgen::model_or_default(models.model)?;
     let text_model = textgen::load(&model, models.dtype)?;
-    let draft_model = models
-        .draft
-        .map(|m| inspect::load_with_dtype(m, models.dtype).with_context(|| format!("loading {m}")))
-        .transpose()?
-        .map(|(loaded, _)| loaded);
+    let draft_model = draft::load(models.draft, models.dtype)?;
     let draft_net = draft_model.as_ref().map(|d| d.model.as_ref());
     // gpt-oss speaks Harmony: its prompt is always a rendered conversation,
     // and its output is read back into channels once generation ends.
@@ -420,9 +427,12 @@ fn generate(
             out.peak_memory,
             out.finish_reason
         );
-        if draft_model.is_some() {
+        if let Some(stats) = out.draft_stats {
             eprintln!(
-                "[forge] draft: {} of {} tokens accepted from the draft model",
+                "[forge] draft: {} of {} proposals accepted ({:.0}%); {} of {} tokens from the draft model",
+                stats.accepted,
+                stats.proposed,
+                100.0 * stats.acceptance_rate(),
                 out.from_draft,
                 out.tokens.len()
             );

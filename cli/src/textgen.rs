@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use forge_core::generate::{stream_generate, stream_generate_with_images, TextStream};
 use forge_core::mlx_rs::Array;
 use forge_core::models::DEFAULT_MODEL;
-use forge_core::speculative::stream_generate_with_draft;
+use forge_core::speculative::{stream_generate_with_draft, DraftStats};
 use forge_core::tokenizer::Tokenizer;
 use forge_core::{GenerationConfig, LoadedModel, Model};
 use serde_json::{Map, Value};
@@ -162,6 +162,8 @@ pub struct Generated {
     pub peak_memory: f64,
     /// How many tokens came from the draft model (speculative decoding).
     pub from_draft: usize,
+    /// Proposals the draft model made and the model accepted (with a draft model).
+    pub draft_stats: Option<DraftStats>,
 }
 
 /// Generates after `prompt` (token ids) with forge-core's generation loop
@@ -225,9 +227,10 @@ fn run<'m>(
         generation_tps: 0.0,
         peak_memory: 0.0,
         from_draft: 0,
+        draft_stats: None,
     };
-    for response in start(&config)? {
-        let response = response?;
+    let mut stream = start(&config)?;
+    while let Some(response) = stream.next_response()? {
         if !response.text.is_empty() {
             on_text(&response.text);
         }
@@ -242,6 +245,7 @@ fn run<'m>(
         out.peak_memory = response.peak_memory;
         out.from_draft += usize::from(response.from_draft);
     }
+    out.draft_stats = stream.draft_stats();
     Ok(out)
 }
 

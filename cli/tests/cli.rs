@@ -532,9 +532,25 @@ fn a_draft_model_gives_the_same_text_and_says_how_much_it_proposed() {
     assert!(ok, "{stderr}");
     assert_eq!(text, plain);
     assert!(
-        stderr.contains("draft: 6 of 8 tokens accepted from the draft model"),
+        stderr.contains(
+            "draft: 6 of 6 proposals accepted (100%); 6 of 8 tokens from the draft model"
+        ),
         "{stderr}"
     );
+}
+
+#[test]
+fn chat_with_a_draft_model_answers_as_without_one() {
+    let model = tiny_model();
+    let base = ["chat", "--model", &model, "--max-tokens", "6"];
+    let input = "hello\nagain\n/exit\n";
+    let (ok, plain, stderr) = forge_with_input(&base, input);
+    assert!(ok, "{stderr}");
+    let drafted = [&base[..], &["--draft-model", &model]].concat();
+    let (ok, text, stderr) = forge_with_input(&drafted, input);
+    assert!(ok, "{stderr}");
+    assert_eq!(text, plain);
+    assert_eq!(text.matches(">> ").count(), 3, "{text}");
 }
 
 #[test]

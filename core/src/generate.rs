@@ -271,6 +271,12 @@ pub trait TokenSource {
 
     /// How long the prefill took.
     fn prompt_time(&self) -> Duration;
+
+    /// Proposals a draft model made and the model accepted (`None`
+    /// without a draft model).
+    fn draft_stats(&self) -> Option<crate::speculative::DraftStats> {
+        None
+    }
 }
 
 impl TokenSource for TokenGenerator<'_> {
@@ -570,6 +576,12 @@ impl<'m, 't> TextStream<'m, 't> {
             started: Instant::now(),
             finished: false,
         }
+    }
+
+    /// Proposals the draft model made and the model accepted so far
+    /// (`None` without a draft model).
+    pub fn draft_stats(&self) -> Option<crate::speculative::DraftStats> {
+        self.generator.draft_stats()
     }
 
     /// The next response, or `None` when generation has finished.

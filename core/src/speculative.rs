@@ -278,6 +278,10 @@ impl TokenSource for SpeculativeGenerator<'_> {
     fn prompt_time(&self) -> Duration {
         self.prompt_time
     }
+
+    fn draft_stats(&self) -> Option<DraftStats> {
+        Some(self.stats)
+    }
 }
 
 impl Iterator for SpeculativeGenerator<'_> {
