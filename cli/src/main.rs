@@ -188,6 +188,15 @@ fn main() -> ExitCode {
                     draft: draft.draft_model.as_deref(),
                     dtype: &dtype,
                 };
+                let custom_cache = config.max_kv_size.is_some() || config.kv_bits.is_some();
+                if custom_cache
+                    && (texts.len() > 1 || models.draft.is_some() || config.num_beams > 1)
+                {
+                    anyhow::bail!(
+                        "--max-kv-size and --kv-bits work with single-prompt sampling or greedy \
+                         generation only, not with several prompts, --draft-model or --num-beams"
+                    );
+                }
                 if texts.len() == 1 {
                     generate(models, prompt, &config, verbose)
                 } else {

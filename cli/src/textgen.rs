@@ -111,6 +111,19 @@ pub struct SamplingArgs {
     /// A stop string (repeatable): generation ends there and it is not printed.
     #[arg(long)]
     stop: Vec<String>,
+    /// Keep at most this many positions in the KV cache (a rotating cache
+    /// that always keeps the first 4), like mlx_lm's --max-kv-size.
+    #[arg(long)]
+    max_kv_size: Option<usize>,
+    /// Quantize the KV cache to this many bits (4 or 8), like mlx_lm's --kv-bits.
+    #[arg(long)]
+    kv_bits: Option<i32>,
+    /// Group size of the quantized KV cache.
+    #[arg(long, default_value_t = 64)]
+    kv_group_size: i32,
+    /// Quantize the KV cache only once it holds this many positions.
+    #[arg(long, default_value_t = 0)]
+    quantized_kv_start: usize,
 }
 
 impl SamplingArgs {
@@ -127,6 +140,10 @@ impl SamplingArgs {
             repetition_penalty: self.repetition_penalty,
             stop_strings: self.stop.clone(),
             prefill_step_size: PREFILL_STEP,
+            max_kv_size: self.max_kv_size,
+            kv_bits: self.kv_bits,
+            kv_group_size: self.kv_group_size,
+            quantized_kv_start: self.quantized_kv_start,
             ..GenerationConfig::default()
         };
         config.validate()?;

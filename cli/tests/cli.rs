@@ -576,3 +576,33 @@ fn malformed_draft_flags_are_refused_by_name() {
         assert!(!ok && stderr.contains(message), "{flags:?}: {stderr}");
     }
 }
+
+#[test]
+fn kv_cache_flags_keep_the_text_inside_the_window_and_refuse_bad_values() {
+    let (ok, plain, stderr) = generate_tiny(&[]);
+    assert!(ok, "{stderr}");
+    // A bounded cache larger than prompt + new tokens never evicts: same text.
+    let (ok, bounded, stderr) = generate_tiny(&["--max-kv-size", "64"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(bounded, plain);
+    // The tiny model's head dimension (8) cannot be quantized in MLX groups
+    // (quantized runs are in parity/tests/caches.rs): a clear refusal.
+    for (flags, message) in [
+        (
+            &["--kv-bits", "8", "--kv-group-size", "32"][..],
+            "head dimension divisible by kv_group_size 32, found 8",
+        ),
+        (&["--kv-bits", "7"][..], "kv_bits one of"),
+        (
+            &["--kv-bits", "8", "--max-kv-size", "16"][..],
+            "max_kv_size",
+        ),
+        (
+            &["--kv-bits", "8", "--num-beams", "2"][..],
+            "--max-kv-size and --kv-bits",
+        ),
+    ] {
+        let (ok, _, stderr) = generate_tiny(flags);
+        assert!(!ok && stderr.contains(message), "{flags:?}: {stderr}");
+    }
+}
