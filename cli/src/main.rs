@@ -11,7 +11,7 @@ mod plugins;
 mod textgen;
 mod vlm;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -112,6 +112,32 @@ enum Command {
         /// its image token (e.g. `<image>`) once per image, in order.
         #[arg(long)]
         image: Vec<PathBuf>,
+        /// A prompt cache made by `forge cache-prompt`: generation continues
+        /// after the prompt it holds (`--prompt` gives only what follows).
+        #[arg(long)]
+        prompt_cache_file: Option<PathBuf>,
+    },
+    /// Runs a prompt through a model and saves its KV cache to a file, for
+    /// `forge generate --prompt-cache-file` (like mlx_lm.cache_prompt).
+    CachePrompt {
+        /// A model folder, .gguf file or hub id (default: SmolLM2-135M-Instruct).
+        #[arg(long)]
+        model: Option<String>,
+        /// The prompt to cache.
+        #[arg(long)]
+        prompt: String,
+        /// Where to write the cache (safetensors).
+        #[arg(long)]
+        prompt_cache_file: PathBuf,
+        /// Bound the cache to this many positions (a rotating cache keeping the first 4).
+        #[arg(long)]
+        max_kv_size: Option<usize>,
+        /// Wrap the prompt in the chat template as a user message.
+        #[arg(long)]
+        chat_template: bool,
+        /// Weight dtype: `plan`, `stored`, `f32`, `bf16` or `f16`.
+        #[arg(long, default_value = "plan")]
+        dtype: String,
     },
     /// Chat with a model in the terminal (its chat template applied).
     Chat {
@@ -174,6 +200,7 @@ fn main() -> ExitCode {
             verbose,
             dtype,
             image,
+            prompt_cache_file,
         } => {
             let texts = batch::prompts(prompt, prompts_file.as_deref());
             let run = |config: forge_core::GenerationConfig, texts: Vec<String>| {
@@ -182,6 +209,7 @@ fn main() -> ExitCode {
                     chat: chat_template.then_some(system.as_deref()),
                     template_args: chat_template_args,
                     images: image,
+                    cache_file: prompt_cache_file,
                 };
                 let models = Models {
                     model: model.as_deref(),
@@ -189,9 +217,14 @@ fn main() -> ExitCode {
                     dtype: &dtype,
                 };
                 let custom_cache = config.max_kv_size.is_some() || config.kv_bits.is_some();
-                if custom_cache
-                    && (texts.len() > 1 || models.draft.is_some() || config.num_beams > 1)
-                {
+                let special = texts.len() > 1 || models.draft.is_some() || config.num_beams > 1;
+                if special && prompt.cache_file.is_some() {
+                    anyhow::bail!(
+                        "--prompt-cache-file works with single-prompt sampling or greedy \
+                         generation only, not with several prompts, --draft-model or --num-beams"
+                    );
+                }
+                if custom_cache && special {
                     anyhow::bail!(
                         "--max-kv-size and --kv-bits work with single-prompt sampling or greedy \
                          generation only, not with several prompts, --draft-model or --num-beams"
@@ -210,6 +243,22 @@ fn main() -> ExitCode {
                 .and_then(|config| run(config, texts?))
                 .map(|()| true)
         }
+        Command::CachePrompt {
+            model,
+            prompt,
+            prompt_cache_file,
+            max_kv_size,
+            chat_template,
+            dtype,
+        } => cache_prompt(
+            model.as_deref(),
+            &prompt,
+            &prompt_cache_file,
+            max_kv_size,
+            chat_template,
+            &dtype,
+        )
+        .map(|()| true),
         Command::Chat {
             model,
             system,
@@ -286,6 +335,45 @@ fn parity(
 
 /// Token ids of a prompt: rendered as a Harmony conversation for gpt-oss,
 /// wrapped in the chat template when `chat` is `Some(system)`, else as is.
+/// `forge cache-prompt`: runs `prompt` through the model and saves the KV
+/// cache to `file`, with the model and the prompt's length in its metadata.
+fn cache_prompt(
+    model: Option<&str>,
+    prompt: &str,
+    file: &Path,
+    max_kv_size: Option<usize>,
+    chat: bool,
+    dtype: &str,
+) -> anyhow::Result<()> {
+    let model = textgen::model_or_default(model)?;
+    let text_model = textgen::load(&model, dtype)?;
+    let ids = encode_prompt(
+        &text_model,
+        prompt,
+        chat.then_some(None),
+        &Default::default(),
+    )?;
+    let config = forge_core::GenerationConfig {
+        max_kv_size,
+        prefill_step_size: textgen::PREFILL_STEP,
+        ..Default::default()
+    };
+    let net = text_model.loaded.model.as_ref();
+    let mut cache = forge_core::prompt_cache::cache_for(net, &config)?;
+    forge_core::prompt_cache::fill_prompt_cache(net, &mut cache, &ids, config.prefill_step_size)?;
+    let metadata = std::collections::HashMap::from([
+        ("model".to_string(), model.clone()),
+        ("prompt_tokens".to_string(), ids.len().to_string()),
+    ]);
+    forge_core::prompt_cache::save_prompt_cache(file, &cache, &metadata)?;
+    eprintln!(
+        "[forge] cached {} prompt tokens of {model} in {}",
+        ids.len(),
+        file.display()
+    );
+    Ok(())
+}
+
 fn encode_prompt(
     text_model: &textgen::TextModel,
     prompt: &str,
@@ -364,6 +452,8 @@ struct Prompt<'a> {
     template_args: Option<String>,
     /// `--image` files, for vision-language models.
     images: Vec<PathBuf>,
+    /// `--prompt-cache-file`: a saved prompt cache to continue from.
+    cache_file: Option<PathBuf>,
 }
 
 /// The models `forge generate` and `forge chat` load.
@@ -388,6 +478,7 @@ fn generate(
         chat,
         template_args,
         images,
+        cache_file,
     } = prompt;
     let template_args = textgen::template_args(template_args.as_deref())?;
     let model = textgen::model_or_default(models.model)?;
@@ -409,12 +500,20 @@ fn generate(
             textgen::print_flush(text)
         }
     };
-    let out = match images.as_slice() {
-        [] => textgen::generate_with_draft(&text_model, draft_net, &ids, config, stream)?,
+    let out = match (images.as_slice(), cache_file.as_deref()) {
+        ([], Some(file)) => {
+            let net = text_model.loaded.model.as_ref();
+            let saved = forge_core::prompt_cache::load_prompt_cache(file, net, config.max_kv_size)?;
+            textgen::generate_with_cache(&text_model, saved.cache, &ids, config, stream)?
+        }
+        ([], None) => textgen::generate_with_draft(&text_model, draft_net, &ids, config, stream)?,
+        (_, Some(_)) => {
+            anyhow::bail!("--image with --prompt-cache-file: a prompt cache holds no images")
+        }
         _ if draft_net.is_some() => {
             anyhow::bail!("--image with --draft-model: speculative decoding takes no images")
         }
-        files => {
+        (files, None) => {
             let (ids, pixels) = vlm::prepare(&text_model, &ids, files)?;
             textgen::generate_with_images(&text_model, &ids, &pixels, config, stream)?
         }

@@ -19,7 +19,7 @@ use forge_core::{GenerationConfig, LoadedModel, Model};
 use serde_json::{Map, Value};
 
 /// Prompt tokens run through the model per forward pass.
-const PREFILL_STEP: usize = 512;
+pub const PREFILL_STEP: usize = 512;
 
 /// A loaded model with its tokenizer.
 pub struct TextModel {
@@ -208,6 +208,27 @@ pub fn generate_with_draft(
     run(model, config, on_text, |config| match draft {
         Some(draft) => stream_generate_with_draft(net, draft, &model.tokenizer, prompt, config),
         None => stream_generate(net, &model.tokenizer, prompt, config),
+    })
+}
+
+/// Like [`generate`], continuing from `cache` (a prompt cache that already
+/// holds the start of the conversation; `prompt` holds only what follows).
+pub fn generate_with_cache(
+    model: &TextModel,
+    cache: Vec<Box<dyn forge_core::KvCache>>,
+    prompt: &[u32],
+    config: &GenerationConfig,
+    on_text: impl FnMut(&str),
+) -> anyhow::Result<Generated> {
+    let net = model.loaded.model.as_ref();
+    run(model, config, on_text, |config| {
+        let generator =
+            forge_core::generate::TokenGenerator::with_cache(net, cache, prompt, config)?;
+        Ok(TextStream::new(
+            Box::new(generator),
+            &model.tokenizer,
+            config,
+        ))
     })
 }
 

@@ -606,3 +606,66 @@ fn kv_cache_flags_keep_the_text_inside_the_window_and_refuse_bad_values() {
         assert!(!ok && stderr.contains(message), "{flags:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_saved_prompt_cache_continues_as_the_whole_prompt_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prompt.safetensors");
+    let file = file.to_str().unwrap();
+    let model = tiny_model();
+    let (ok, _, stderr) = forge(&[
+        "cache-prompt",
+        "--model",
+        &model,
+        "--prompt",
+        "hi",
+        "--prompt-cache-file",
+        file,
+    ]);
+    assert!(ok && stderr.contains("cached 2 prompt tokens"), "{stderr}");
+    let whole = ["generate", "--model", &model, "--max-tokens", "8"];
+    let (ok, expected, stderr) = forge(&[&whole[..], &["--prompt", "hi there"]].concat());
+    assert!(ok, "{stderr}");
+    let continued = [
+        &whole[..],
+        &["--prompt", " there", "--prompt-cache-file", file],
+    ]
+    .concat();
+    let (ok, text, stderr) = forge(&continued);
+    assert!(ok, "{stderr}");
+    assert_eq!(text, expected);
+
+    // A cache made for another model, a damaged file, and beams are refused.
+    let llava = golden().join("llava-clip/model");
+    let other = [
+        "generate",
+        "--model",
+        llava.to_str().unwrap(),
+        "--prompt",
+        "x",
+    ];
+    let (ok, _, stderr) = forge(&[&other[..], &["--prompt-cache-file", file]].concat());
+    assert!(
+        !ok && stderr.contains("prompt cache: layer 0 tensor 0"),
+        "{stderr}"
+    );
+    let junk = dir.path().join("junk.safetensors");
+    std::fs::write(&junk, b"not a safetensors file").unwrap();
+    let junk = junk.to_str().unwrap();
+    let (ok, _, stderr) =
+        forge(&[&whole[..], &["--prompt", "x", "--prompt-cache-file", junk]].concat());
+    assert!(!ok && stderr.contains("junk.safetensors"), "{stderr}");
+    let beams = [
+        "--prompt",
+        "x",
+        "--num-beams",
+        "2",
+        "--prompt-cache-file",
+        file,
+    ];
+    let (ok, _, stderr) = forge(&[&whole[..], &beams[..]].concat());
+    assert!(
+        !ok && stderr.contains("--prompt-cache-file works with"),
+        "{stderr}"
+    );
+}

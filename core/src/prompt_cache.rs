@@ -132,6 +132,20 @@ pub fn trim_prompt_cache(cache: &mut [Box<dyn KvCache>], n: usize) -> usize {
     cache.iter_mut().map(|c| c.trim(n)).max().unwrap_or(0)
 }
 
+/// Runs `prompt` through `model` into `cache` (in chunks of `chunk`
+/// tokens), so that the cache can be saved and generation continued from it
+/// later (mlx-lm's `cache_prompt`).
+pub fn fill_prompt_cache(
+    model: &dyn Model,
+    cache: &mut [Box<dyn KvCache>],
+    prompt: &[u32],
+    chunk: usize,
+) -> Result<()> {
+    let last = crate::generate::prefill_last(model, prompt, cache, chunk)?;
+    last.eval()?;
+    Ok(())
+}
+
 /// Saves `cache` to `path` (safetensors) with the caller's `metadata`.
 pub fn save_prompt_cache(
     path: &Path,
