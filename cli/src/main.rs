@@ -216,19 +216,19 @@ fn main() -> ExitCode {
                     draft: draft.draft_model.as_deref(),
                     dtype: &dtype,
                 };
-                let custom_cache = config.max_kv_size.is_some() || config.kv_bits.is_some();
+                // Custom caches run in the single-prompt loop only.
                 let special = texts.len() > 1 || models.draft.is_some() || config.num_beams > 1;
-                if special && prompt.cache_file.is_some() {
-                    anyhow::bail!(
-                        "--prompt-cache-file works with single-prompt sampling or greedy \
-                         generation only, not with several prompts, --draft-model or --num-beams"
-                    );
-                }
-                if custom_cache && special {
-                    anyhow::bail!(
-                        "--max-kv-size and --kv-bits work with single-prompt sampling or greedy \
-                         generation only, not with several prompts, --draft-model or --num-beams"
-                    );
+                let custom_cache = config.max_kv_size.is_some() || config.kv_bits.is_some();
+                for (used, flags) in [
+                    (prompt.cache_file.is_some(), "--prompt-cache-file works"),
+                    (custom_cache, "--max-kv-size and --kv-bits work"),
+                ] {
+                    if used && special {
+                        anyhow::bail!(
+                            "{flags} with single-prompt sampling or greedy generation only, \
+                             not with several prompts, --draft-model or --num-beams"
+                        );
+                    }
                 }
                 if texts.len() == 1 {
                     generate(models, prompt, &config, verbose)
