@@ -18,7 +18,6 @@ use mlx_rs::{ops, Array, Dtype};
 
 use crate::cache::KvCache;
 use crate::error::{Error, Result};
-use crate::model::{cache_offset, run_layers, ForwardOptions};
 
 /// Which sequence positions the keys a cache returns stand for: `0..sinks`,
 /// then `start..end`, in that order; and the cache's own visibility limit.
@@ -94,6 +93,22 @@ impl LayerMask {
             LayerMask::None => None,
             LayerMask::Causal => Some(ScaledDotProductAttentionMask::Causal),
             LayerMask::Array(a) => Some(ScaledDotProductAttentionMask::Array(a)),
+        }
+    }
+
+    /// The mask as an additive array `[B or 1, 1, queries, keys]` in
+    /// `dtype` (0 where visible, the dtype's minimum where not), for an
+    /// attention that computes its own scores (soft-capping, absorbed
+    /// latents); `None` when every key is visible.
+    pub fn additive(&self, queries: usize, keys: usize, dtype: Dtype) -> Result<Option<Array>> {
+        match self {
+            LayerMask::None => Ok(None),
+            LayerMask::Array(a) => Ok(Some(a.as_dtype(dtype)?)),
+            LayerMask::Causal => {
+                let layout = KeyLayout::contiguous(keys);
+                let positions = layout.positions();
+                mask_array(&layout, &positions, queries, None, None, dtype).map(Some)
+            }
         }
     }
 }
@@ -206,33 +221,9 @@ fn mask_array(
         allowed = ops::logical_and(&allowed, &real)?;
     }
     let zero = Array::from_f32(0.0).as_dtype(dtype)?;
-    // The dtype's own finite minimum, as in `nn::attention_mask`.
+    // The dtype's own finite minimum (HF's `torch.finfo(dtype).min`):
+    // f32::MIN cast to f16 or bf16 is -inf, which makes a fully padded row NaN.
     let min = dtype.finfo_min().unwrap_or(f32::MIN as f64);
     let blocked = Array::from_f64(min).as_dtype(dtype)?;
     Ok(ops::select(&allowed, &zero, &blocked)?)
-}
-
-/// Runs decoder `layers` over `h` (layer `i` attends within `windows[i]`,
-/// `None`: full attention), each with its mask from [`layer_masks`] and its
-/// cache entry; returns what [`run_layers`] returns.
-pub fn run_masked_layers<L>(
-    h: Array,
-    layers: &[L],
-    windows: &[Option<usize>],
-    cache: Option<&mut [Box<dyn KvCache>]>,
-    options: &ForwardOptions,
-    forward: impl Fn(&L, &Array, &LayerMask, Option<&mut Box<dyn KvCache>>) -> Result<Array>,
-) -> Result<(Array, Vec<Array>)> {
-    cache_offset(cache.as_deref(), layers.len())?;
-    let t = h.dim(1) as usize;
-    let padding = options.attention_mask.as_ref();
-    let masks = layer_masks(cache.as_deref(), windows, t, padding, h.dtype())?;
-    let paired: Vec<(&L, LayerMask)> = layers.iter().zip(masks).collect();
-    run_layers(
-        h,
-        &paired,
-        cache,
-        options.output_hidden_states,
-        |(layer, mask), h, cache| forward(layer, h, mask, cache),
-    )
 }

@@ -3,9 +3,8 @@
 
 use mlx_rs::Array;
 
-use crate::cache::{KvCache, StandardCache};
+use crate::cache::KvCache;
 use crate::error::{Error, Result};
-use crate::nn::Embedding;
 
 /// What kind of model a plugin builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,21 +24,6 @@ pub enum ModelInput {
     Embeddings(Array),
     /// Images, `[B, C, H, W]`, for vision encoders.
     Pixels(Array),
-}
-
-impl ModelInput {
-    /// The input of a language model as embeddings `[B, T, hidden]`: token
-    /// ids are looked up in `table`; pixels are an error naming `model`.
-    pub fn embeddings(&self, table: &Embedding, model: &str) -> Result<Array> {
-        match self {
-            ModelInput::Tokens(ids) => table.forward(ids),
-            ModelInput::Embeddings(e) => Ok(e.clone()),
-            ModelInput::Pixels(_) => Err(Error::InvalidInput {
-                expected: format!("token ids or embeddings for a {model} model"),
-                found: "pixel values".into(),
-            }),
-        }
-    }
 }
 
 /// The number of positions a decoder's cache already holds (0 without a
@@ -239,32 +223,4 @@ pub enum Fault {
     },
     /// Use this rope θ instead of the configured one.
     RopeTheta(f64),
-}
-
-/// Runs `layers` in order over `h`, each with its own cache entry, and
-/// returns the last output together with, when `keep_inputs`, every
-/// layer's input (HF's hidden states, short of the final norm's output).
-pub fn run_layers<L>(
-    mut h: Array,
-    layers: &[L],
-    mut cache: Option<&mut [Box<dyn KvCache>]>,
-    keep_inputs: bool,
-    forward: impl Fn(&L, &Array, Option<&mut Box<dyn KvCache>>) -> Result<Array>,
-) -> Result<(Array, Vec<Array>)> {
-    let mut inputs = Vec::new();
-    for (i, layer) in layers.iter().enumerate() {
-        if keep_inputs {
-            inputs.push(h.clone());
-        }
-        let layer_cache = cache.as_mut().and_then(|c| c.get_mut(i));
-        h = forward(layer, &h, layer_cache)?;
-    }
-    Ok((h, inputs))
-}
-
-/// A fresh [`StandardCache`] per layer.
-pub fn standard_caches(num_layers: usize) -> Vec<Box<dyn KvCache>> {
-    (0..num_layers)
-        .map(|_| Box::new(StandardCache::new()) as Box<dyn KvCache>)
-        .collect()
 }

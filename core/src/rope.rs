@@ -155,6 +155,16 @@ pub struct Rope {
     kind: RopeKind,
     /// Multiplier folded into cos and sin (YaRN's attention factor).
     mscale: f32,
+    /// What it was built from, so that a variant can be rebuilt.
+    source: RopeSource,
+}
+
+/// The arguments [`Rope::new`] was given.
+#[derive(Debug, Clone)]
+struct RopeSource {
+    params: RopeParameters,
+    default_theta: f64,
+    max_position_embeddings: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -247,7 +257,25 @@ impl Rope {
             traditional,
             kind,
             mscale,
+            source: RopeSource {
+                params: params.clone(),
+                default_theta,
+                max_position_embeddings,
+            },
         })
+    }
+
+    /// The same rope with base `theta` (the harness plants a wrong θ).
+    pub fn with_theta(&self, theta: f64) -> Result<Rope> {
+        let mut params = self.source.params.clone();
+        params.rope_theta = Some(theta);
+        Rope::new(
+            &params,
+            self.dims(),
+            self.source.default_theta,
+            self.source.max_position_embeddings,
+            self.traditional,
+        )
     }
 
     /// Number of rotated dimensions.

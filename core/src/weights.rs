@@ -166,6 +166,8 @@ pub struct Weights {
     tensors: TensorMap,
     dtype: Option<Dtype>,
     problems: WeightMismatch,
+    /// Seed of the synthetic mode (see [`Weights::synthetic`]).
+    synthetic: Option<u64>,
 }
 
 impl Weights {
@@ -180,7 +182,35 @@ impl Weights {
             source,
             tensors,
             dtype: None,
+            synthetic: None,
         }
+    }
+
+    /// Weights that make up every tensor a plugin asks for: seeded
+    /// normal values of the requested shape (scale 0.1; 1-D tensors, norms
+    /// and biases alike, around 1). For running a port before it has
+    /// golden fixtures (`cargo xtask add-arch` writes such a test); the
+    /// numbers mean nothing, the shapes and the code paths are real.
+    /// Optional tensors are left out.
+    pub fn synthetic(seed: u64) -> Self {
+        Weights {
+            synthetic: Some(seed),
+            ..Weights::new(TensorMap::new(), format!("synthetic weights (seed {seed})"))
+        }
+    }
+
+    /// A made-up tensor `name` of `shape` (synthetic mode only).
+    fn make_up(&self, name: &str, shape: &[i32]) -> Option<Array> {
+        let seed = self.synthetic?;
+        // One key per tensor name, so the values do not depend on the order
+        // in which the plugin takes them.
+        let hash = name.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        });
+        let key = mlx_rs::random::key(hash).ok()?;
+        let loc = if shape.len() == 1 { 1.0 } else { 0.0 };
+        let values = mlx_rs::random::normal::<f32>(shape, loc, 0.1, &key).ok()?;
+        Some(self.cast(values))
     }
 
     /// Casts every floating-point tensor taken to `dtype`.
@@ -201,7 +231,10 @@ impl Weights {
 
     /// Takes the tensor `name`, which must have exactly `shape`.
     pub fn take(&mut self, name: &str, shape: &[i32]) -> Array {
-        match self.take_optional(name, shape) {
+        match self
+            .take_optional(name, shape)
+            .or_else(|| self.make_up(name, shape))
+        {
             Some(a) => a,
             None => {
                 self.problems.missing.push(name.to_string());
@@ -222,6 +255,22 @@ impl Weights {
             return Some(placeholder());
         }
         Some(self.cast(array))
+    }
+
+    /// Records that tensor `name` is missing (for tensors a plugin takes
+    /// with [`Weights::take_any`]).
+    pub fn report_missing(&mut self, name: &str) {
+        self.problems.missing.push(name.to_string());
+    }
+
+    /// Records that tensor `name` has shape `found` where `expected` was
+    /// needed; `why` says what did not fit.
+    pub fn report_mis_shaped(&mut self, name: &str, why: &str, expected: &[i32], found: &[i32]) {
+        self.problems.mis_shaped.push((
+            format!("{name} ({why})"),
+            expected.to_vec(),
+            found.to_vec(),
+        ));
     }
 
     /// Takes a tensor of any shape (for tensors whose shape the plugin checks itself).

@@ -6,8 +6,9 @@
 mod common;
 
 use common::values_f32;
+use forge_core::mask::{layer_mask, KeyLayout};
 use forge_core::mlx_rs::{fast, ops, Array, Dtype};
-use forge_core::nn::{attention_mask, Linear, RmsNorm};
+use forge_core::nn::{Linear, RmsNorm};
 use forge_core::rope::{Rope, RopeParameters, RopeType};
 
 /// A small deterministic generator (Knuth's MMIX LCG) for test inputs.
@@ -590,6 +591,23 @@ fn check_mask_values(
             }
         }
     }
+}
+
+/// The additive mask of `t` new positions after `offset` cached ones
+/// (standard cache), through the one mask path: [`layer_mask`], then
+/// [`forge_core::mask::LayerMask::additive`].
+fn attention_mask(
+    t: usize,
+    offset: usize,
+    window: Option<usize>,
+    padding: Option<&Array>,
+    dtype: Dtype,
+) -> forge_core::Result<Array> {
+    let layout = KeyLayout::contiguous(offset + t);
+    let mask = layer_mask(&layout, t, window, padding, dtype)?;
+    Ok(mask
+        .additive(t, offset + t, dtype)?
+        .expect("more than one query: a mask"))
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `manifest.json` of a golden case (see DESIGN.md, "Golden fixtures").
+//! `manifest.json` of a golden case (see docs/ARCHITECTURE.md, "The fixture contract").
 
 use std::collections::BTreeMap;
 use std::path::Path;

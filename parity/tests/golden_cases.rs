@@ -111,6 +111,51 @@ fn a_wrong_rope_theta_is_reported_at_the_first_layer() {
     );
 }
 
+/// Each decoder family gets the harness's planted faults through the
+/// decoder base's shared layer loop, and the report names the layer.
+#[test]
+fn planted_faults_are_named_for_every_decoder_family() {
+    for case in [
+        "llama-gqa",
+        "gpt-oss-yarn-truncate",
+        "gpt-oss-mxfp4",
+        "deepseek-v3-grouped-yarn",
+        "deepseek-v3-no-qlora",
+    ] {
+        let dir = common::golden().join(case);
+        for layer in [0, 1] {
+            let report = run_case(
+                &dir,
+                &RunOptions {
+                    fault: Some(Fault::SkipNorm { layer }),
+                },
+            );
+            assert!(
+                !report.passed(),
+                "{case}: a skipped norm in layer {layer} passed"
+            );
+            let want = format!("hidden_states.{} (output of layer {layer})", layer + 1);
+            assert_eq!(
+                report.first_divergence.as_deref(),
+                Some(want.as_str()),
+                "{case}, norm skipped in layer {layer}"
+            );
+        }
+        let report = run_case(
+            &dir,
+            &RunOptions {
+                fault: Some(Fault::RopeTheta(123.0)),
+            },
+        );
+        assert!(!report.passed(), "{case}: a wrong rope theta passed");
+        assert_eq!(
+            report.first_divergence.as_deref(),
+            Some("hidden_states.1 (output of layer 0)"),
+            "{case}, wrong rope theta"
+        );
+    }
+}
+
 #[test]
 fn a_case_folder_outside_the_repository_runs_unchanged() {
     let dir = tempfile::tempdir().unwrap();

@@ -35,57 +35,8 @@ impl LayerNorm {
     }
 }
 
-/// The MLP activation, by its HF `hidden_act` name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    /// `gelu`: x·Φ(x) with the exact (erf) normal CDF.
-    Gelu,
-    /// `gelu_pytorch_tanh` / `gelu_new`: the tanh approximation of gelu.
-    GeluTanh,
-    /// `quick_gelu`: x·σ(1.702·x).
-    QuickGelu,
-}
-
-impl Activation {
-    /// Parses `hidden_act`; the error names the accepted values.
-    pub fn parse(name: &str, config: &forge_core::ModelConfig, key: &str) -> Result<Self> {
-        match name {
-            "gelu" => Ok(Activation::Gelu),
-            "gelu_pytorch_tanh" | "gelu_new" => Ok(Activation::GeluTanh),
-            "quick_gelu" => Ok(Activation::QuickGelu),
-            other => Err(Error::ConfigValue {
-                path: config.path().to_path_buf(),
-                key: key.into(),
-                expected: "\"gelu\", \"gelu_pytorch_tanh\", \"gelu_new\" or \"quick_gelu\"".into(),
-                found: format!("{other:?}"),
-            }),
-        }
-    }
-
-    /// Applies the activation.
-    pub fn apply(self, x: &Array) -> Result<Array> {
-        let half_x = ops::multiply(x, Array::from_f32(0.5))?;
-        Ok(match self {
-            Activation::Gelu => {
-                let cdf = ops::erf(ops::multiply(
-                    x,
-                    Array::from_f32(std::f32::consts::FRAC_1_SQRT_2),
-                )?)?;
-                ops::multiply(&half_x, ops::add(&cdf, Array::from_f32(1.0))?)?
-            }
-            Activation::GeluTanh => {
-                let cube = ops::multiply(ops::multiply(x, x)?, x)?;
-                let inner = ops::add(x, ops::multiply(&cube, Array::from_f32(0.044715))?)?;
-                let k = (2.0f32 / std::f32::consts::PI).sqrt();
-                let t = ops::tanh(ops::multiply(&inner, Array::from_f32(k))?)?;
-                ops::multiply(&half_x, ops::add(&t, Array::from_f32(1.0))?)?
-            }
-            Activation::QuickGelu => {
-                ops::multiply(x, ops::sigmoid(ops::multiply(x, Array::from_f32(1.702))?)?)?
-            }
-        })
-    }
-}
+/// The MLP activation, by its HF `hidden_act` name (shared with the decoders).
+pub use forge_core::nn::Activation;
 
 /// Two linear layers around an activation (`fc1`, `fc2`).
 #[derive(Debug, Clone)]

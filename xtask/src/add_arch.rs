@@ -248,13 +248,17 @@ pub fn add_arch_at(root: &Path, options: &Options) -> Result<()> {
         &target.join("tests/parity.rs"),
         &scaffold::parity_test(&to.model_type, &to.ident, &case),
     )?;
+    let tiny = scaffold::tiny_config(config.as_ref());
+    write(
+        &target.join("tests/model.rs"),
+        &scaffold::model_test(&to.model_type, &to.ident, &tiny),
+    )?;
     say!("add-arch", "created {}", target.display());
 
     let cases_file = root.join("golden").join(format!("{module}.py"));
     if cases_file.exists() {
         say!("add-arch", "kept the existing {}", cases_file.display());
     } else {
-        let tiny = scaffold::tiny_config(config.as_ref());
         write(
             &cases_file,
             &scaffold::cases_module(&to.model_type, &case, &function, &tiny),
@@ -274,6 +278,7 @@ fn copy_template(root: &Path, target: &Path, from: &Names, to: &Names) -> Result
             template.display()
         )));
     }
+    copy_sources(&template.join("src"), &target.join("src"))?;
     let lib = rewrite_lib(&read(&template.join("src/lib.rs"))?, from, to)?;
     let manifest = read(&template.join("Cargo.toml"))?
         .replace(
@@ -291,6 +296,23 @@ fn copy_template(root: &Path, target: &Path, from: &Names, to: &Names) -> Result
     write(&target.join("src/lib.rs"), &lib)
 }
 
+/// Copies the template's source tree (every module of the one plugin
+/// layout, and any the template has beyond it).
+fn copy_sources(from: &Path, to: &Path) -> Result<()> {
+    let entries = fs::read_dir(from).map_err(|e| Error::new(format!("{}: {e}", from.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::new(format!("{}: {e}", from.display())))?;
+        let path = entry.path();
+        let dest = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_sources(&path, &dest)?;
+        } else {
+            write(&dest, &read(&path)?)?;
+        }
+    }
+    Ok(())
+}
+
 fn write_skeleton(target: &Path, to: &Names, config: &Map<String, Value>) -> Result<()> {
     let struct_name = format!("{}Args", scaffold::camel(&to.model_type));
     let fields = scaffold::fields(config);
@@ -299,12 +321,16 @@ fn write_skeleton(target: &Path, to: &Names, config: &Map<String, Value>) -> Res
         &scaffold::skeleton_manifest(&to.krate, &to.model_type),
     )?;
     write(
-        &target.join("src/args.rs"),
+        &target.join("src/config.rs"),
         &scaffold::args_module(&to.model_type, &struct_name, &fields),
     )?;
     write(
+        &target.join("src/model.rs"),
+        &scaffold::skeleton_model(&to.model_type, &to.dir, &struct_name),
+    )?;
+    write(
         &target.join("src/lib.rs"),
-        &scaffold::skeleton_lib(&to.model_type, &to.dir, &struct_name),
+        &scaffold::skeleton_lib(&to.model_type, &struct_name),
     )?;
     let guesses = fields.iter().filter(|f| f.guess.is_some()).count();
     say!(
@@ -377,14 +403,17 @@ fn link(
 fn print_next_steps(to: &Names, case: &str, skeleton: bool) {
     let model = if skeleton {
         format!(
-            "Check the GUESS fields of arch-plugins/{d}/src/args.rs, then write the layers\n\
-             \x20  and the Model impl in arch-plugins/{d}/src/lib.rs (arch-plugins/llama is a full example).",
+            "Check the GUESS fields of arch-plugins/{d}/src/config.rs, then write the decoder\n\
+             \x20  layer in arch-plugins/{d}/src/model.rs (arch-plugins/llama/src/model.rs is a full example);\n\
+             \x20  `cargo test -p forge-{d} --test model` runs it on synthetic weights.",
             d = to.dir
         )
     } else {
         format!(
-            "Change the copied code in arch-plugins/{}/src/lib.rs into the new architecture.",
-            to.dir
+            "Change the copied config (arch-plugins/{d}/src/config.rs) and layer\n\
+             \x20  (arch-plugins/{d}/src/model.rs) into the new architecture; `cargo test -p forge-{d} --test model`\n\
+             \x20  runs it on synthetic weights.",
+            d = to.dir
         )
     };
     let module = to.ident.trim_start_matches("forge_");
@@ -515,15 +544,24 @@ mod workspace_copy_tests {
             .max()
     }
 
-    /// `cargo check` in the copy with the original's build settings, so the
-    /// shared target folder's MLX build stays fresh.
+    /// `cargo check` in the copy.
     fn check(copy: &Path, packages: &[&str]) -> (bool, String) {
+        let mut args = vec!["check", "--offline", "--quiet", "--all-targets"];
+        for p in packages {
+            args.extend(["-p", p]);
+        }
+        cargo_in_copy(copy, &args)
+    }
+
+    /// Cargo in the copy with the original's build settings, so the shared
+    /// target folder's MLX build stays fresh.
+    fn cargo_in_copy(copy: &Path, args: &[&str]) -> (bool, String) {
         let root = repo_root();
         let target = target_dir();
         let support = root.join("build-support");
         let mut cmd = crate::util::cargo();
         cmd.current_dir(copy)
-            .args(["check", "--offline", "--quiet", "--all-targets"])
+            .args(args)
             .env("CARGO_TARGET_DIR", target)
             .env("RUSTC_WRAPPER", support.join("rustc-wrapper.sh"))
             .env("CPATH", support.join("include"));
@@ -532,9 +570,6 @@ mod workspace_copy_tests {
                 format!("CMAKE_TOOLCHAIN_FILE_{triple}"),
                 support.join("mlx-toolchain.cmake"),
             );
-        }
-        for p in packages {
-            cmd.args(["-p", p]);
         }
         let out = cmd.output().unwrap();
         (
@@ -587,7 +622,18 @@ mod workspace_copy_tests {
         add_arch_at(&copy, &copied).unwrap();
 
         // Everything is where the next steps say.
-        let args = fs::read_to_string(copy.join("arch-plugins/qwen9/src/args.rs")).unwrap();
+        for file in [
+            "src/lib.rs",
+            "src/config.rs",
+            "src/model.rs",
+            "tests/model.rs",
+        ] {
+            for plugin in ["qwen9", "mini-llama"] {
+                let path = copy.join("arch-plugins").join(plugin).join(file);
+                assert!(path.is_file(), "no {}", path.display());
+            }
+        }
+        let args = fs::read_to_string(copy.join("arch-plugins/qwen9/src/config.rs")).unwrap();
         assert!(args.contains("pub struct Qwen9Args {"), "{args}");
         assert!(args.contains("    pub rope_parameters: RopeParameters,"));
         assert!(args.contains("    // GUESS: null in this config"));
@@ -623,6 +669,22 @@ mod workspace_copy_tests {
             let at = checked_at(krate);
             assert!(at.is_some_and(|t| t >= started), "{krate} was not built");
         }
+        // The plugin copied from llama runs its generated test as it is.
+        let (ok, stderr) = cargo_in_copy(
+            &copy,
+            &[
+                "test",
+                "--offline",
+                "-p",
+                "forge-mini-llama",
+                "--test",
+                "model",
+            ],
+        );
+        assert!(
+            ok,
+            "the generated test of the copied plugin fails:\n{stderr}"
+        );
     }
 
     #[test]

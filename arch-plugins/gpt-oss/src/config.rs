@@ -1,5 +1,6 @@
 //! The gpt-oss config (HF `GptOssConfig` names) and what it implies.
 
+use forge_core::decoder::layer_windows;
 use forge_core::rope::{Rope, RopeParameters};
 use forge_core::{Error, ModelConfig, Result};
 use serde::Deserialize;
@@ -155,49 +156,17 @@ impl GptOssArgs {
 
     /// The attention window of each layer (`None` = full attention).
     pub fn windows(&self, config: &ModelConfig) -> Result<Vec<Option<usize>>> {
-        let bad = |key: &str, expected: String, found: String| Error::ConfigValue {
-            path: config.path().to_path_buf(),
-            key: key.into(),
-            expected,
-            found,
-        };
         let types: Vec<String> = match &self.layer_types {
             Some(types) => types.clone(),
             // HF's default: sliding, full, sliding, full, ...
             None => (0..self.num_hidden_layers)
                 .map(|i| {
-                    if i % 2 == 0 {
-                        "sliding_attention".to_string()
-                    } else {
-                        "full_attention".to_string()
-                    }
+                    let kind = if i % 2 == 0 { "sliding" } else { "full" };
+                    format!("{kind}_attention")
                 })
                 .collect(),
         };
-        if types.len() != self.num_hidden_layers {
-            return Err(bad(
-                "layer_types",
-                format!("{} entries (num_hidden_layers)", self.num_hidden_layers),
-                format!("{} entries", types.len()),
-            ));
-        }
-        types
-            .iter()
-            .map(|t| match (t.as_str(), self.sliding_window) {
-                ("full_attention", _) => Ok(None),
-                ("sliding_attention", Some(w)) if w > 0 => Ok(Some(w)),
-                ("sliding_attention", other) => Err(bad(
-                    "sliding_window",
-                    "a positive window size, since layer_types has sliding layers".into(),
-                    format!("{other:?}"),
-                )),
-                (other, _) => Err(bad(
-                    "layer_types",
-                    "\"full_attention\" or \"sliding_attention\"".into(),
-                    format!("{other:?}"),
-                )),
-            })
-            .collect()
+        layer_windows(config, &types, self.sliding_window, self.num_hidden_layers)
     }
 
     /// The rotary embedding every layer shares.

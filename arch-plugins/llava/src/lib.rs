@@ -111,7 +111,7 @@ impl Llava {
             json.insert("tie_word_embeddings".into(), true.into());
             text_config = ModelConfig::from_json(json, config.path().into(), config.is_strict())?;
         }
-        let language_model = Llama::load(&text_config, weights)?;
+        let language_model = forge_llama::load(&text_config, weights)?;
         let text_hidden = hidden_size(&text_config)?;
 
         let features_in = vit.hidden_size * feature_layers.len();

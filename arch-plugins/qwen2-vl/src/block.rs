@@ -3,9 +3,10 @@
 //! (SwiGLU-style) MLP with biases. Both norms have epsilon 1e-6 in HF.
 
 use forge_core::mlx_rs::{ops, Array};
-use forge_core::nn::{Linear, RmsNorm};
-use forge_core::{Error, ModelConfig, Result, Weights};
-use forge_vision::vit::{Activation, LayerNorm, Mlp};
+use forge_core::nn::GatedMlp;
+use forge_core::nn::RmsNorm;
+use forge_core::{Result, Weights};
+use forge_vision::vit::{LayerNorm, Mlp};
 
 use crate::attention::VisionAttention;
 use crate::rotary::Angles;
@@ -38,77 +39,6 @@ impl Norm {
             Norm::Layer(n) => n.forward(x),
             Norm::Rms(n) => n.forward(x),
         }
-    }
-}
-
-/// An MLP activation: ViT's ones, or `silu` (Qwen2.5-VL's default).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Act {
-    /// `gelu`, `gelu_pytorch_tanh`, `quick_gelu`...
-    Vit(Activation),
-    /// `silu`: x·σ(x).
-    Silu,
-}
-
-impl Act {
-    /// Parses `hidden_act`.
-    pub fn parse(name: &str, config: &ModelConfig) -> Result<Self> {
-        if name == "silu" {
-            return Ok(Act::Silu);
-        }
-        Activation::parse(name, config, "hidden_act")
-            .map(Act::Vit)
-            .map_err(|e| match e {
-                Error::ConfigValue {
-                    path,
-                    key,
-                    expected,
-                    found,
-                } => Error::ConfigValue {
-                    path,
-                    key,
-                    expected: format!("\"silu\" or {expected}"),
-                    found,
-                },
-                other => other,
-            })
-    }
-
-    /// Applies the activation.
-    pub fn apply(self, x: &Array) -> Result<Array> {
-        match self {
-            Act::Vit(a) => a.apply(x),
-            Act::Silu => Ok(ops::multiply(x, ops::sigmoid(x)?)?),
-        }
-    }
-}
-
-/// `down(act(gate(x)) · up(x))`, every projection with a bias.
-#[derive(Debug, Clone)]
-pub struct GatedMlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
-    act: Act,
-}
-
-impl GatedMlp {
-    /// Takes `{prefix}.{gate,up,down}_proj`.
-    pub fn load(w: &mut Weights, prefix: &str, dim: usize, inner: usize, act: Act) -> Self {
-        let p = |name: &str| format!("{prefix}.{name}");
-        GatedMlp {
-            gate_proj: Linear::load(w, &p("gate_proj"), dim, inner, true),
-            up_proj: Linear::load(w, &p("up_proj"), dim, inner, true),
-            down_proj: Linear::load(w, &p("down_proj"), inner, dim, true),
-            act,
-        }
-    }
-
-    /// Runs the MLP.
-    pub fn forward(&self, x: &Array) -> Result<Array> {
-        let gate = self.act.apply(&self.gate_proj.forward(x)?)?;
-        let h = ops::multiply(&gate, self.up_proj.forward(x)?)?;
-        self.down_proj.forward(&h)
     }
 }
 

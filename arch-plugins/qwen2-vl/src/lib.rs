@@ -32,12 +32,13 @@ use forge_vision::tower::Encoder;
 use forge_vision::vit::Mlp;
 
 use crate::attention::VisionAttention;
-use crate::block::{Act, Block, BlockMlp, GatedMlp, Norm, NORM_EPS};
+use crate::block::{Block, BlockMlp, Norm, NORM_EPS};
 use crate::config::{Qwen25VisionArgs, Qwen2VisionArgs, TowerDims, IGNORED_KEYS};
 use crate::merger::PatchMerger;
 use crate::patch_embed::PatchEmbed;
 use crate::rotary::VisionRotary;
 use crate::tower::{QwenVisionTower, WindowSpec};
+use forge_core::nn::{Activation, GatedMlp};
 
 inventory::submit! {
     Architecture {
@@ -93,15 +94,7 @@ pub fn build_qwen2(config: &ModelConfig, w: &mut Weights) -> Result<Box<dyn Mode
         args.hidden_size,
         args.rope_parameters.as_ref(),
     )?;
-    let act = Act::parse(&args.hidden_act, config)?;
-    let Act::Vit(act) = act else {
-        return Err(Error::ConfigValue {
-            path: config.path().to_path_buf(),
-            key: "hidden_act".into(),
-            expected: "a ViT activation (quick_gelu, gelu, gelu_pytorch_tanh)".into(),
-            found: args.hidden_act.clone(),
-        });
-    };
+    let act = Activation::parse(&args.hidden_act, config, "hidden_act")?;
     let inner = (args.embed_dim as f64 * args.mlp_ratio) as usize;
     let blocks = (0..args.depth)
         .map(|i| {
@@ -173,7 +166,7 @@ pub fn build_qwen2_5(config: &ModelConfig, w: &mut Weights) -> Result<Box<dyn Mo
             i.to_string(),
         ));
     }
-    let act = Act::parse(&args.hidden_act, config)?;
+    let act = Activation::parse(&args.hidden_act, config, "hidden_act")?;
     let blocks = (0..args.depth)
         .map(|i| {
             let p = format!("blocks.{i}");
@@ -186,6 +179,7 @@ pub fn build_qwen2_5(config: &ModelConfig, w: &mut Weights) -> Result<Box<dyn Mo
                     &format!("{p}.mlp"),
                     dims.dim,
                     args.intermediate_size,
+                    true,
                     act,
                 )),
             }

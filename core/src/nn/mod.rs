@@ -1,5 +1,5 @@
 //! Small building blocks shared by architectures: linear layers, RMSNorm,
-//! embeddings and attention masks. Weights are plain arrays taken from a
+//! embeddings, head reshapes, gated MLPs and the switch layer of stacked experts. Weights are plain arrays taken from a
 //! [`Weights`]; there is no module framework.
 
 use mlx_rs::{fast, ops, Array, Dtype};
@@ -126,39 +126,6 @@ impl Embedding {
     }
 }
 
-/// The additive attention mask for `t` new positions after `offset` cached
-/// ones: causal, optionally limited to a sliding `window`, and with padding
-/// removed where `padding` (`[B, offset + t]`, 1 = real token) is 0.
-/// Returns `[B or 1, 1, t, offset + t]` in `dtype`.
-pub fn attention_mask(
-    t: usize,
-    offset: usize,
-    window: Option<usize>,
-    padding: Option<&Array>,
-    dtype: Dtype,
-) -> Result<Array> {
-    let total = (offset + t) as i32;
-    let queries = ops::arange::<_, i32>(offset as i32, total, None)?.reshape(&[t as i32, 1])?;
-    let keys = ops::arange::<_, i32>(0, total, None)?.reshape(&[1, total])?;
-    let mut allowed = keys.le(&queries)?;
-    if let Some(window) = window {
-        let lower = ops::subtract(&queries, Array::from_int(window as i32))?;
-        allowed = ops::logical_and(&allowed, keys.gt(&lower)?)?;
-    }
-    let mut allowed = allowed.reshape(&[1, 1, t as i32, total])?;
-    if let Some(padding) = padding {
-        let b = padding.dim(0);
-        let real = padding.reshape(&[b, 1, 1, total])?.gt(Array::from_int(0))?;
-        allowed = ops::logical_and(&allowed, &real)?;
-    }
-    let zero = Array::from_f32(0.0).as_dtype(dtype)?;
-    // The dtype's own finite minimum (HF's `torch.finfo(dtype).min`):
-    // f32::MIN cast to f16 or bf16 is -inf, which makes a fully padded row NaN.
-    let min = dtype.finfo_min().unwrap_or(f32::MIN as f64);
-    let blocked = Array::from_f64(min).as_dtype(dtype)?;
-    Ok(ops::select(&allowed, &zero, &blocked)?)
-}
-
 /// Bytes per element of `dtype`.
 pub fn dtype_bytes(dtype: Dtype) -> usize {
     match dtype {
@@ -202,3 +169,13 @@ pub fn rotate_and_cache(
     };
     Ok((q, k, v))
 }
+
+mod activation;
+pub mod attention;
+mod mlp;
+pub mod switch;
+
+pub use activation::Activation;
+pub use attention::{Attention, AttentionDims};
+pub use mlp::GatedMlp;
+pub use switch::{ExpertStack, SwitchGlu};

@@ -13,8 +13,9 @@
 
 use std::ffi::CStr;
 
-use forge_core::mlx_rs::{Array, Dtype, Stream};
-use forge_core::{Error, Result};
+use mlx_rs::{Array, Dtype, Stream};
+
+use crate::error::{Error, Result};
 use mlx_sys::{mlx_array, mlx_optional_dtype, mlx_optional_int};
 
 /// Values per shared scale.
@@ -68,7 +69,16 @@ impl Mxfp4Weight {
         })
     }
 
-    /// `x @ W[e]ᵀ` for the experts `indices` picks, as [`forge_core::mlx_rs::ops::gather_mm`]
+    /// The output rows `rows` (of axis 1) of every expert: quantization runs
+    /// along the input axis, so a subset of rows is still a valid stack.
+    pub fn rows(&self, rows: &Array) -> Result<Self> {
+        Ok(Mxfp4Weight {
+            weight: self.weight.take_axis(rows, 1)?,
+            scales: self.scales.take_axis(rows, 1)?,
+        })
+    }
+
+    /// `x @ W[e]ᵀ` for the experts `indices` picks, as [`mlx_rs::ops::gather_mm`]
     /// does for dense weights: `x` `[..., 1, in]`, `indices` broadcasting
     /// with `x`'s batch axes; result `[..., 1, out]`.
     pub fn gather_matmul(&self, x: &Array, indices: &Array, sorted: bool) -> Result<Array> {
@@ -143,7 +153,7 @@ fn call(what: &str, op: impl FnOnce(*mut mlx_array) -> i32) -> Result<Array> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use forge_core::mlx_rs::ops;
+    use mlx_rs::ops;
 
     /// E2M1 values by 4-bit code (sign in the high bit).
     const E2M1: [f32; 16] = [
