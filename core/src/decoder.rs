@@ -449,3 +449,153 @@ pub fn layer_windows(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weights::TensorMap;
+
+    /// A layer that adds its input norm's output: enough to see the base's
+    /// loop, faults and head.
+    #[derive(Debug)]
+    struct NormOnly(RmsNorm);
+
+    impl DecoderLayer for NormOnly {
+        fn forward(
+            &self,
+            x: &Array,
+            ctx: &LayerContext<'_>,
+            _cache: Option<&mut Box<dyn KvCache>>,
+        ) -> Result<Array> {
+            Ok(ops::add(x, ctx.input_norm(&self.0, x)?)?)
+        }
+
+        fn cached_values_per_token(&self) -> usize {
+            6
+        }
+    }
+
+    const VOCAB: i32 = 5;
+    const HIDDEN: i32 = 4;
+
+    fn model(tied: bool) -> CausalLm<NormOnly> {
+        let table: Vec<f32> = (0..VOCAB * HIDDEN)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
+        let mut tensors = TensorMap::new();
+        tensors.insert(
+            "model.embed_tokens.weight".into(),
+            Array::from_slice(&table, &[VOCAB, HIDDEN]),
+        );
+        tensors.insert(
+            "model.norm.weight".into(),
+            Array::from_slice(&[1.0f32; 4], &[HIDDEN]),
+        );
+        let mut w = Weights::new(tensors, "test");
+        let spec = DecoderSpec {
+            name: "Test",
+            vocab_size: VOCAB as usize,
+            hidden_size: HIDDEN as usize,
+            rms_norm_eps: 1e-6,
+            tie_word_embeddings: tied,
+            max_context: None,
+        };
+        let norm = |i: f32| RmsNorm {
+            weight: Array::from_slice(&[i; 4], &[HIDDEN]),
+            eps: 1e-6,
+        };
+        let m = CausalLm::load(&mut w, spec, vec![NormOnly(norm(1.0)), NormOnly(norm(2.0))]);
+        w.finish().unwrap();
+        m.unwrap()
+    }
+
+    fn logits(m: &CausalLm<NormOnly>) -> Vec<f32> {
+        let ids = Array::from_slice(&[1i32, 3, 0], &[1, 3]);
+        let out = m
+            .forward(&ModelInput::Tokens(ids), None, &ForwardOptions::default())
+            .unwrap();
+        let l = out.logits.unwrap();
+        l.eval().unwrap();
+        l.as_slice::<f32>().to_vec()
+    }
+
+    #[test]
+    fn final_softcap_and_scale_apply_to_the_logits() {
+        let plain = logits(&model(true));
+        let capped = logits(&model(true).with_final_softcap(0.5));
+        for (p, c) in plain.iter().zip(&capped) {
+            assert!((c - (p / 0.5).tanh() * 0.5).abs() < 1e-5, "{p} → {c}");
+        }
+        let scaled = logits(&model(true).with_logit_scale(0.25));
+        for (p, s) in plain.iter().zip(&scaled) {
+            assert!((s - p * 0.25).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn the_embedding_scale_multiplies_token_lookups() {
+        let m = model(true).with_embed_scale(3.0);
+        let ids = Array::from_slice(&[2i32], &[1, 1]);
+        let scaled = m.embed(&ids).unwrap();
+        let plain = model(true).embed(&ids).unwrap();
+        let want = ops::multiply(&plain, Array::from_f32(3.0)).unwrap();
+        let diff = ops::abs(ops::subtract(&scaled, &want).unwrap())
+            .unwrap()
+            .max(None)
+            .unwrap();
+        assert!(diff.item::<f32>() < 1e-6);
+    }
+
+    #[test]
+    fn a_skipped_norm_changes_only_its_layer_and_must_name_a_real_layer() {
+        let mut m = model(true);
+        let plain = logits(&m);
+        assert!(!m.plant_fault(&Fault::SkipNorm { layer: 2 }));
+        assert_eq!(logits(&m), plain);
+        assert!(m.plant_fault(&Fault::SkipNorm { layer: 1 }));
+        assert_ne!(logits(&m), plain);
+    }
+
+    #[test]
+    fn kv_bytes_and_plan_come_from_the_layers() {
+        let m = model(true).with_final_softcap(30.0);
+        // 2 layers × 6 numbers × 4 bytes (f32 embeddings).
+        assert_eq!(m.kv_bytes_per_token(), 48);
+        let plan = m.plan();
+        let line = |label: &str| {
+            plan.iter()
+                .find(|p| p.label == label)
+                .map(|p| p.value.clone())
+        };
+        assert_eq!(line("layers").as_deref(), Some("2"));
+        assert_eq!(line("attention pattern").as_deref(), Some("full × 2"));
+        assert_eq!(
+            line("output head").as_deref(),
+            Some("tied to embeddings, final soft-cap 30")
+        );
+        assert_eq!(line("max context"), None);
+    }
+
+    #[test]
+    fn a_separate_head_is_required_when_not_tied() {
+        let table = Array::from_slice(&[0f32; 20], &[VOCAB, HIDDEN]);
+        let mut tensors = TensorMap::new();
+        tensors.insert("model.embed_tokens.weight".into(), table);
+        tensors.insert(
+            "model.norm.weight".into(),
+            Array::from_slice(&[1.0f32; 4], &[HIDDEN]),
+        );
+        let mut w = Weights::new(tensors, "test");
+        let spec = DecoderSpec {
+            name: "Test",
+            vocab_size: 5,
+            hidden_size: 4,
+            rms_norm_eps: 1e-6,
+            tie_word_embeddings: false,
+            max_context: None,
+        };
+        let _ = CausalLm::<NormOnly>::load(&mut w, spec, Vec::new());
+        let err = w.finish().unwrap_err().to_string();
+        assert!(err.contains("lm_head.weight"), "{err}");
+    }
+}

@@ -298,3 +298,163 @@ pub fn stack_experts(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mlx_rs::random;
+
+    const E: i32 = 4;
+    const H: i32 = 64;
+    const I: i32 = 32;
+
+    fn normal(shape: &[i32], seed: u64) -> Array {
+        let key = random::key(seed).unwrap();
+        random::normal::<f32>(shape, 0.0, 0.5, &key).unwrap()
+    }
+
+    fn values(a: &Array) -> Vec<f32> {
+        let a = a.as_dtype(mlx_rs::Dtype::Float32).unwrap();
+        a.eval().unwrap();
+        a.as_slice::<f32>().to_vec()
+    }
+
+    fn max_abs_diff(a: &Array, b: &Array) -> f32 {
+        assert_eq!(a.shape(), b.shape());
+        values(a)
+            .iter()
+            .zip(values(b))
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// Expert `e` of `[E, out, in]` weights applied to row `x` `[in]`, by hand.
+    fn expert_by_hand(w: &Array, bias: Option<&Array>, e: i32, x: &Array) -> Array {
+        let we = w.take_axis(Array::from_int(e), 0).unwrap();
+        let y = ops::matmul(x, we.t()).unwrap();
+        match bias {
+            Some(b) => ops::add(&y, b.take_axis(Array::from_int(e), 0).unwrap()).unwrap(),
+            None => y,
+        }
+    }
+
+    fn indices(n: i32, k: i32) -> Array {
+        let picks: Vec<u32> = (0..n * k).map(|p| ((p * 7 + p / k) % E) as u32).collect();
+        Array::from_slice(&picks, &[n, k])
+    }
+
+    /// The switch layer against a per-token loop over its experts, below
+    /// and above the sort threshold (the sorted dispatch must put every
+    /// output back at its token).
+    #[test]
+    fn switch_glu_equals_each_token_through_its_experts() {
+        let (gate, up, down) = (
+            normal(&[E, I, H], 1),
+            normal(&[E, I, H], 2),
+            normal(&[E, H, I], 3),
+        );
+        let down_bias = normal(&[E, H], 4);
+        let layer = SwitchGlu {
+            gate_proj: ExpertStack::dense(gate.clone(), None),
+            up_proj: ExpertStack::dense(up.clone(), None),
+            down_proj: ExpertStack::dense(down.clone(), Some(down_bias.clone())),
+            glu: Glu::Gated(Activation::Silu),
+        };
+        let k = 2;
+        for n in [3, SORT_THRESHOLD] {
+            let x = normal(&[n, H], 5 + n as u64);
+            let idx = indices(n, k);
+            let got = layer.forward(&x, &idx).unwrap();
+            assert_eq!(got.shape(), &[n, k, H]);
+            let ids: Vec<u32> = {
+                idx.eval().unwrap();
+                idx.as_slice::<u32>().to_vec()
+            };
+            let mut rows = Vec::new();
+            for t in 0..n {
+                let xt = x.take_axis(Array::from_int(t), 0).unwrap();
+                for j in 0..k {
+                    let e = ids[(t * k + j) as usize] as i32;
+                    let g = expert_by_hand(&gate, None, e, &xt);
+                    let u = expert_by_hand(&up, None, e, &xt);
+                    let h = Glu::Gated(Activation::Silu).apply(&g, &u).unwrap();
+                    rows.push(expert_by_hand(&down, Some(&down_bias), e, &h));
+                }
+            }
+            let want = ops::stack(&rows, 0).unwrap().reshape(&[n, k, H]).unwrap();
+            let diff = max_abs_diff(&got, &want);
+            assert!(diff < 1e-4, "{n} tokens: max abs {diff}");
+        }
+    }
+
+    /// A stack saved affine-quantized (as mlx-lm writes experts) loads with
+    /// its bits and group size inferred and multiplies like its
+    /// dequantized weights.
+    #[test]
+    fn an_affine_stack_loads_and_equals_its_dequantized_weights() {
+        let dense = normal(&[E, I, H], 7);
+        let (codes, scales, biases) = ops::quantize(&dense, 32, 4).unwrap();
+        let dequantized = ops::dequantize(&codes, &scales, &biases, 32, 4).unwrap();
+        let mut tensors = TensorMap::new();
+        tensors.insert("experts.up_proj.weight".into(), codes);
+        tensors.insert("experts.up_proj.scales".into(), scales);
+        tensors.insert("experts.up_proj.biases".into(), biases);
+        let mut w = Weights::new(tensors, "test");
+        let stack = ExpertStack::load(
+            &mut w,
+            "experts.up_proj",
+            E as usize,
+            H as usize,
+            I as usize,
+            false,
+        );
+        w.finish().unwrap();
+        let x = normal(&[5, 1, 1, H], 8);
+        let idx = indices(5, 2);
+        let got = stack.apply(&x, &idx, false).unwrap();
+        let want = ExpertStack::dense(dequantized, None)
+            .apply(&x, &idx, false)
+            .unwrap();
+        assert_eq!(got.shape(), &[5, 2, 1, I]);
+        let diff = max_abs_diff(&got, &want);
+        assert!(diff < 1e-3, "max abs {diff}");
+    }
+
+    #[test]
+    fn a_mis_shaped_quantized_stack_is_reported_by_name() {
+        let (codes, scales, biases) = ops::quantize(normal(&[E, I, H], 9), 32, 4).unwrap();
+        let mut tensors = TensorMap::new();
+        tensors.insert("experts.down_proj.weight".into(), codes);
+        tensors.insert("experts.down_proj.scales".into(), scales);
+        tensors.insert("experts.down_proj.biases".into(), biases);
+        let mut w = Weights::new(tensors, "test");
+        // Expected [E, H, I]: the codes are for [E, I, H].
+        ExpertStack::load(
+            &mut w,
+            "experts.down_proj",
+            E as usize,
+            I as usize,
+            H as usize,
+            false,
+        );
+        let err = w.finish().unwrap_err().to_string();
+        assert!(err.contains("experts.down_proj.weight"), "{err}");
+    }
+
+    #[test]
+    fn per_expert_tensors_are_stacked_in_order() {
+        let mut tensors = TensorMap::new();
+        for e in 0..3 {
+            tensors.insert(
+                format!("mlp.experts.{e}.w1.weight"),
+                Array::from_slice(&[e as f32; 4], &[2, 2]),
+            );
+        }
+        stack_experts(&mut tensors, "mlp.experts", "mlp.switch", 3, &["w1"]).unwrap();
+        let stacked = &tensors["mlp.switch.w1.weight"];
+        assert_eq!(tensors.len(), 1);
+        assert_eq!(stacked.shape(), &[3, 2, 2]);
+        let firsts: Vec<f32> = values(stacked).into_iter().step_by(4).collect();
+        assert_eq!(firsts, [0.0, 1.0, 2.0]);
+    }
+}
