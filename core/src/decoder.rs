@@ -543,7 +543,7 @@ mod tests {
             .unwrap()
             .max(None)
             .unwrap();
-        assert!(diff.item::<f32>() < 1e-6);
+        assert!(diff.item_exact::<f32>() < 1e-6);
     }
 
     #[test]
