@@ -10,7 +10,6 @@ use mlx_rs::{ops, Array};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::mask::KeyLayout;
 use crate::quantized_cache::QuantizedKvCache;
 
 /// What kind of cache a layer has, with the settings that shape its state
@@ -239,4 +238,60 @@ pub(crate) fn check_new(keys: &Array, values: &Array) -> Result<usize> {
         });
     }
     Ok(new)
+}
+
+/// Which sequence positions the keys a cache returns stand for: `0..sinks`,
+/// then `start..end`, in that order; and the cache's own visibility limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyLayout {
+    /// The first positions kept in front (`0..sinks`).
+    pub sinks: usize,
+    /// First position of the recent run.
+    pub start: usize,
+    /// One past the last position: the number of positions seen so far,
+    /// the new ones included.
+    pub end: usize,
+    /// `(keep, max_size)` of a rotating cache: each query sees positions
+    /// below `keep` and its `max_size − keep` latest ones. `None`: no limit.
+    pub limit: Option<(usize, usize)>,
+}
+
+impl KeyLayout {
+    /// Every position `0..end`, no limit (a standard cache).
+    pub fn contiguous(end: usize) -> Self {
+        KeyLayout {
+            sinks: 0,
+            start: 0,
+            end,
+            limit: None,
+        }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.sinks + self.end - self.start
+    }
+
+    /// True when there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The position of every key, in the order the cache returns them.
+    pub fn positions(&self) -> Vec<i32> {
+        (0..self.sinks)
+            .chain(self.start..self.end)
+            .map(|p| p as i32)
+            .collect()
+    }
+
+    /// Whether the layer window and the cache limit let query `q` see key
+    /// `k` (causality and padding aside).
+    pub(crate) fn allows(&self, q: usize, k: usize, window: Option<usize>) -> bool {
+        let in_window = window.is_none_or(|w| k + w > q);
+        let in_limit = self
+            .limit
+            .is_none_or(|(keep, max)| k < keep || k + max.saturating_sub(keep) > q);
+        in_window && in_limit
+    }
 }

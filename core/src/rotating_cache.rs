@@ -15,9 +15,8 @@
 
 use mlx_rs::{ops, Array};
 
-use crate::cache::{check_new, positions, CacheKind, KvCache, StandardCache};
+use crate::cache::{check_new, positions, CacheKind, KeyLayout, KvCache, StandardCache};
 use crate::error::{Error, Result};
-use crate::mask::KeyLayout;
 
 /// A bounded cache: `keep` first positions plus a window of recent ones.
 #[derive(Debug, Clone)]

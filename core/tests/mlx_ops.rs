@@ -6,7 +6,8 @@
 mod common;
 
 use common::values_f32;
-use forge_core::mask::{layer_mask, KeyLayout};
+use forge_core::cache::KeyLayout;
+use forge_core::mask::layer_mask;
 use forge_core::mlx_rs::{fast, ops, Array, Dtype};
 use forge_core::nn::{Linear, RmsNorm};
 use forge_core::rope::{Rope, RopeParameters, RopeType};

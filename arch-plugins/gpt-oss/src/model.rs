@@ -11,14 +11,16 @@
 //! released MXFP4 blocks and scales.
 
 use forge_core::cache::KvCache;
-use forge_core::decoder::{CausalLm, DecoderLayer, DecoderSpec, LayerContext};
+use forge_core::decoder::{
+    Attention, AttentionDims, CausalLm, DecoderLayer, DecoderSpec, LayerContext,
+};
 use forge_core::mlx_rs::ops::indexing::TryIndexOp;
 use forge_core::mlx_rs::ops::{self, argpartition_axis};
 use forge_core::mlx_rs::{Array, Dtype};
 use forge_core::model::{Model, PlanItem};
 use forge_core::mxfp4::Mxfp4Weight;
 use forge_core::nn::switch::{combine, Glu};
-use forge_core::nn::{Attention, AttentionDims, ExpertStack, Linear, RmsNorm, SwitchGlu};
+use forge_core::nn::{ExpertStack, Linear, RmsNorm, SwitchGlu};
 use forge_core::rope::Rope;
 use forge_core::{Error, ModelConfig, Result, Weights};
 

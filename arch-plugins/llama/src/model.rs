@@ -3,10 +3,12 @@
 //! decoder base.
 
 use forge_core::cache::KvCache;
-use forge_core::decoder::{CausalLm, DecoderLayer, DecoderSpec, LayerContext};
+use forge_core::decoder::{
+    Attention, AttentionDims, CausalLm, DecoderLayer, DecoderSpec, LayerContext,
+};
 use forge_core::mlx_rs::{ops, Array};
 use forge_core::model::{Model, PlanItem};
-use forge_core::nn::{Activation, Attention, AttentionDims, GatedMlp, RmsNorm};
+use forge_core::nn::{Activation, GatedMlp, RmsNorm};
 use forge_core::{ModelConfig, Result, Weights};
 
 use crate::config::LlamaArgs;

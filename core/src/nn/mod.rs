@@ -1,5 +1,7 @@
 //! Small building blocks shared by architectures: linear layers, RMSNorm,
-//! embeddings, head reshapes, gated MLPs and the switch layer of stacked experts. Weights are plain arrays taken from a
+//! embeddings, head reshapes, activations, gated MLPs and the switch layer
+//! of stacked experts. (The decoders' shared attention is in
+//! [`crate::decoder`], which builds on these.) Weights are plain arrays taken from a
 //! [`Weights`]; there is no module framework.
 
 use mlx_rs::{fast, ops, Array, Dtype};
@@ -171,11 +173,9 @@ pub fn rotate_and_cache(
 }
 
 mod activation;
-pub mod attention;
 mod mlp;
 pub mod switch;
 
 pub use activation::Activation;
-pub use attention::{Attention, AttentionDims};
 pub use mlp::GatedMlp;
 pub use switch::{ExpertStack, SwitchGlu};

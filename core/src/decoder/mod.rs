@@ -16,6 +16,8 @@
 //! Ok(Box::new(CausalLm::load(weights, spec, layers)?.with_plan(family_lines)))
 //! ```
 
+mod attention;
+
 use std::borrow::Cow;
 
 use mlx_rs::{ops, Array, Dtype};
@@ -31,6 +33,8 @@ use crate::nn::{dtype_bytes, Embedding, Linear, RmsNorm};
 use crate::rope::Rope;
 use crate::rotating_cache::RotatingCache;
 use crate::weights::Weights;
+
+pub use attention::{Attention, AttentionDims};
 
 /// One layer of a decoder-only language model.
 pub trait DecoderLayer: std::fmt::Debug {

@@ -6,10 +6,10 @@
 
 use mlx_rs::{fast, Array};
 
-use super::{merge_heads, rotate_and_cache, split_heads, Linear};
 use crate::cache::KvCache;
 use crate::decoder::LayerContext;
 use crate::error::Result;
+use crate::nn::{merge_heads, rotate_and_cache, split_heads, Linear};
 use crate::rope::Rope;
 use crate::weights::Weights;
 
