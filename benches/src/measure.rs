@@ -33,7 +33,7 @@ pub fn prompt(len: usize, vocab: usize) -> Vec<u32> {
 }
 
 fn ids(tokens: &[u32]) -> Array {
-    forge_core::generate::token_array(tokens)
+    forge_core::generation::generate::token_array(tokens)
 }
 
 fn forward(model: &dyn Model, tokens: &[u32], cache: &mut [Box<dyn KvCache>]) -> Result<Array> {

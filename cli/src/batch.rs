@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use forge_core::batch::{batch_generate, BatchResponse, BatchResult, BatchStats};
+use forge_core::generation::batch::{batch_generate, BatchResponse, BatchResult, BatchStats};
 use forge_core::GenerationConfig;
 
 use crate::textgen::TextModel;

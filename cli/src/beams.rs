@@ -1,7 +1,7 @@
 //! `forge generate --num-beams N`: beam search (forge-core's `beam`
 //! module), printing the returned hypotheses best first with their scores.
 
-use forge_core::beam::{beam_search, EarlyStopping};
+use forge_core::generation::beam::{beam_search, EarlyStopping};
 use forge_core::GenerationConfig;
 
 use crate::textgen::TextModel;

@@ -18,7 +18,10 @@ pub struct DraftArgs {
 }
 
 /// Loads the draft model `--draft-model` names, if any (weights in `dtype`).
-pub fn load(draft: Option<&str>, dtype: &str) -> anyhow::Result<Option<LoadedModel>> {
+pub fn load(
+    draft: Option<&str>,
+    dtype: crate::inspect::DtypeFlag,
+) -> anyhow::Result<Option<LoadedModel>> {
     let Some(path) = draft else {
         return Ok(None);
     };

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::bail;
 use forge_core::loader::{
     fastest_weight_dtype, system_memory_bytes, weight_file_bytes, Backend, WeightDtypeChoice,
 };
@@ -11,7 +10,7 @@ use forge_core::{hub, load_model, LoadOptions, LoadedModel};
 
 /// Loads `model` (not strict, so unknown keys are shown rather than fatal)
 /// and prints its plan.
-pub fn run(model: &str, context: usize, dtype: &str) -> anyhow::Result<()> {
+pub fn run(model: &str, context: usize, dtype: DtypeFlag) -> anyhow::Result<()> {
     let (loaded, choice) = load_with_dtype(model, dtype)?;
     print!("{}", render(&loaded, context)?);
     let run = match choice.dtype {
@@ -22,12 +21,37 @@ pub fn run(model: &str, context: usize, dtype: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads `model` with the weight dtype `flag` asks for: `plan` (the
-/// fastest on this backend, see [`fastest_weight_dtype`]), `stored`, `f32`,
-/// `bf16` or `f16`.
+/// `--dtype`: the weight dtype to run in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DtypeFlag {
+    /// The fastest on this backend (see [`fastest_weight_dtype`]).
+    Plan,
+    /// As the checkpoint stores them (quantized stays quantized).
+    Stored,
+    /// float32 (quantized weights dequantized).
+    F32,
+    /// bfloat16.
+    Bf16,
+    /// float16.
+    F16,
+}
+
+impl std::fmt::Display for DtypeFlag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DtypeFlag::Plan => "plan",
+            DtypeFlag::Stored => "stored",
+            DtypeFlag::F32 => "f32",
+            DtypeFlag::Bf16 => "bf16",
+            DtypeFlag::F16 => "f16",
+        })
+    }
+}
+
+/// Loads `model` with the weight dtype `flag` asks for.
 pub fn load_with_dtype(
     model: &str,
-    flag: &str,
+    flag: DtypeFlag,
 ) -> anyhow::Result<(LoadedModel, WeightDtypeChoice)> {
     let options = LoadOptions::default();
     let path = std::path::Path::new(model);
@@ -41,7 +65,7 @@ pub fn load_with_dtype(
         reason: format!("--dtype {flag}"),
     };
     let choice = match flag {
-        "plan" => fastest_weight_dtype(
+        DtypeFlag::Plan => fastest_weight_dtype(
             Backend::current(),
             if dir.is_file() {
                 std::fs::metadata(&dir).map(|m| m.len()).unwrap_or(0)
@@ -50,11 +74,10 @@ pub fn load_with_dtype(
             },
             system_memory_bytes(),
         ),
-        "stored" => forced(None),
-        "f32" => forced(Some(Dtype::Float32)),
-        "bf16" => forced(Some(Dtype::Bfloat16)),
-        "f16" => forced(Some(Dtype::Float16)),
-        other => bail!("--dtype {other}: expected plan, stored, f32, bf16 or f16"),
+        DtypeFlag::Stored => forced(None),
+        DtypeFlag::F32 => forced(Some(Dtype::Float32)),
+        DtypeFlag::Bf16 => forced(Some(Dtype::Bfloat16)),
+        DtypeFlag::F16 => forced(Some(Dtype::Float16)),
     };
     // Float32 asked for: quantized weights (a GGUF's Q4_1, say) are
     // dequantized too, since MLX's CPU backend multiplies f32 far faster.

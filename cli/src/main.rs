@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 use forge_parity::{
     coverage_problems, find_golden_dir, render_table, run_case, select_cases, GateArch, RunOptions,
 };
+use inspect::DtypeFlag;
 
 #[derive(Parser)]
 #[command(
@@ -58,8 +59,8 @@ enum Command {
         #[arg(long, default_value_t = 4096)]
         context: usize,
         /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
-        #[arg(long, default_value = "plan")]
-        dtype: String,
+        #[arg(long, value_enum, default_value_t = DtypeFlag::Plan)]
+        dtype: DtypeFlag,
     },
     /// List the registered architectures.
     Archs,
@@ -106,8 +107,8 @@ enum Command {
         #[arg(long)]
         verbose: bool,
         /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
-        #[arg(long, default_value = "plan")]
-        dtype: String,
+        #[arg(long, value_enum, default_value_t = DtypeFlag::Plan)]
+        dtype: DtypeFlag,
         /// An image for a vision-language model (repeatable): the prompt holds
         /// its image token (e.g. `<image>`) once per image, in order.
         #[arg(long)]
@@ -135,9 +136,9 @@ enum Command {
         /// Wrap the prompt in the chat template as a user message.
         #[arg(long)]
         chat_template: bool,
-        /// Weight dtype: `plan`, `stored`, `f32`, `bf16` or `f16`.
-        #[arg(long, default_value = "plan")]
-        dtype: String,
+        /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
+        #[arg(long, value_enum, default_value_t = DtypeFlag::Plan)]
+        dtype: DtypeFlag,
     },
     /// Chat with a model in the terminal (its chat template applied).
     Chat {
@@ -155,8 +156,8 @@ enum Command {
         #[command(flatten)]
         draft: draft::DraftArgs,
         /// Weight dtype: `plan` (the fastest for this backend), `stored`, `f32`, `bf16` or `f16`.
-        #[arg(long, default_value = "plan")]
-        dtype: String,
+        #[arg(long, value_enum, default_value_t = DtypeFlag::Plan)]
+        dtype: DtypeFlag,
     },
 }
 
@@ -173,7 +174,7 @@ fn main() -> ExitCode {
             model,
             context,
             dtype,
-        } => inspect::run(&model, context, &dtype).map(|()| true),
+        } => inspect::run(&model, context, dtype).map(|()| true),
         Command::EmbedImage { model, image } => embed_image::run(&model, &image).map(|()| true),
         Command::Archs => {
             for arch in forge_core::registry::list() {
@@ -214,7 +215,7 @@ fn main() -> ExitCode {
                 let models = Models {
                     model: model.as_deref(),
                     draft: draft.draft_model.as_deref(),
-                    dtype: &dtype,
+                    dtype,
                 };
                 // Custom caches run in the single-prompt loop only.
                 let special = texts.len() > 1 || models.draft.is_some() || config.num_beams > 1;
@@ -256,7 +257,7 @@ fn main() -> ExitCode {
             &prompt_cache_file,
             max_kv_size,
             chat_template,
-            &dtype,
+            dtype,
         )
         .map(|()| true),
         Command::Chat {
@@ -270,7 +271,7 @@ fn main() -> ExitCode {
             let models = Models {
                 model: model.as_deref(),
                 draft: draft.draft_model.as_deref(),
-                dtype: &dtype,
+                dtype,
             };
             sampling
                 .config(max_tokens)
@@ -343,7 +344,7 @@ fn cache_prompt(
     file: &Path,
     max_kv_size: Option<usize>,
     chat: bool,
-    dtype: &str,
+    dtype: DtypeFlag,
 ) -> anyhow::Result<()> {
     let model = textgen::model_or_default(model)?;
     let text_model = textgen::load(&model, dtype)?;
@@ -359,13 +360,18 @@ fn cache_prompt(
         ..Default::default()
     };
     let net = text_model.loaded.model.as_ref();
-    let mut cache = forge_core::prompt_cache::cache_for(net, &config)?;
-    forge_core::prompt_cache::fill_prompt_cache(net, &mut cache, &ids, config.prefill_step_size)?;
+    let mut cache = forge_core::generation::prompt_cache::cache_for(net, &config)?;
+    forge_core::generation::prompt_cache::fill_prompt_cache(
+        net,
+        &mut cache,
+        &ids,
+        config.prefill_step_size,
+    )?;
     let metadata = std::collections::HashMap::from([
         ("model".to_string(), model.clone()),
         ("prompt_tokens".to_string(), ids.len().to_string()),
     ]);
-    forge_core::prompt_cache::save_prompt_cache(file, &cache, &metadata)?;
+    forge_core::generation::prompt_cache::save_prompt_cache(file, &cache, &metadata)?;
     eprintln!(
         "[forge] cached {} prompt tokens of {model} in {}",
         ids.len(),
@@ -463,7 +469,7 @@ pub struct Models<'a> {
     /// `--draft-model`.
     pub draft: Option<&'a str>,
     /// `--dtype`, for both.
-    pub dtype: &'a str,
+    pub dtype: DtypeFlag,
 }
 
 /// `forge generate`.
@@ -503,7 +509,11 @@ fn generate(
     let out = match (images.as_slice(), cache_file.as_deref()) {
         ([], Some(file)) => {
             let net = text_model.loaded.model.as_ref();
-            let saved = forge_core::prompt_cache::load_prompt_cache(file, net, config.max_kv_size)?;
+            let saved = forge_core::generation::prompt_cache::load_prompt_cache(
+                file,
+                net,
+                config.max_kv_size,
+            )?;
             textgen::generate_with_cache(&text_model, saved.cache, &ids, config, stream)?
         }
         ([], None) => textgen::generate_with_draft(&text_model, draft_net, &ids, config, stream)?,

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use forge_core::generate::{stream_generate, stream_generate_with_images, TextStream};
+use forge_core::generation::generate::{stream_generate, stream_generate_with_images, TextStream};
+use forge_core::generation::speculative::{stream_generate_with_draft, DraftStats};
 use forge_core::mlx_rs::Array;
 use forge_core::models::DEFAULT_MODEL;
-use forge_core::speculative::{stream_generate_with_draft, DraftStats};
 use forge_core::tokenizer::Tokenizer;
 use forge_core::{GenerationConfig, LoadedModel, Model};
 use serde_json::{Map, Value};
@@ -46,7 +46,7 @@ pub fn model_or_default(model: Option<&str>) -> anyhow::Result<String> {
 
 /// Loads a model (weights in `dtype`, see `forge inspect --dtype`) and its
 /// tokenizer, showing progress on stderr.
-pub fn load(model: &str, dtype: &str) -> anyhow::Result<TextModel> {
+pub fn load(model: &str, dtype: crate::inspect::DtypeFlag) -> anyhow::Result<TextModel> {
     let started = Instant::now();
     let spinner = Spinner::start(format!("loading {model}"));
     let loaded = crate::inspect::load_with_dtype(model, dtype).map(|(loaded, _)| loaded);
@@ -222,8 +222,9 @@ pub fn generate_with_cache(
 ) -> anyhow::Result<Generated> {
     let net = model.loaded.model.as_ref();
     run(model, config, on_text, |config| {
-        let generator =
-            forge_core::generate::TokenGenerator::with_cache(net, cache, prompt, config)?;
+        let generator = forge_core::generation::generate::TokenGenerator::with_cache(
+            net, cache, prompt, config,
+        )?;
         Ok(TextStream::new(
             Box::new(generator),
             &model.tokenizer,

@@ -123,7 +123,8 @@ fn inspect_shows_the_run_dtype_and_takes_an_override() {
     assert!(bf16.contains("bfloat16 (--dtype bf16)"), "{bf16}");
     let (ok, _, stderr) = forge(&["inspect", model, "--dtype", "f8"]);
     assert!(
-        !ok && stderr.contains("expected plan, stored, f32, bf16 or f16"),
+        !ok && stderr.contains("'f8'")
+            && stderr.contains("[possible values: plan, stored, f32, bf16, f16]"),
         "{stderr}"
     );
 }

@@ -74,7 +74,8 @@ fn generate_prints_the_final_channel_and_with_verbose_the_reasoning() {
         ids.contains(&1),
         "the prompt starts messages with <|start|>"
     );
-    let mut out = forge_core::generate::greedy(loaded.model.as_ref(), &ids, 12, 512).unwrap();
+    let mut out =
+        forge_core::generation::generate::greedy(loaded.model.as_ref(), &ids, 12, 512).unwrap();
     // `forge generate` stops at the config's end-of-sequence id (2).
     if let Some(end) = out.iter().position(|&t| t == 2) {
         out.truncate(end);

@@ -5,36 +5,25 @@
 //! [`hub::resolve`] → [`ModelConfig`] → [`registry`] → the plugin's
 //! `build` with strictly checked [`Weights`] → a [`Model`] → generation.
 
-pub mod batch;
-pub mod batch_cache;
-pub mod beam;
 pub mod cache;
 pub mod chat_template;
 pub mod config;
 pub mod decoder;
-pub mod detokenizer;
 pub mod error;
 pub mod fp8;
-pub mod generate;
-pub mod generation_config;
+pub mod generation;
 pub mod gguf;
 pub mod hub;
 pub mod llm;
 pub mod loader;
-pub mod logits_processors;
 pub mod mask;
 pub mod model;
 pub mod models;
 pub mod mxfp4;
 pub mod nn;
-pub mod prompt_cache;
 pub mod quant;
-pub mod quantized_cache;
 pub mod registry;
 pub mod rope;
-pub mod rotating_cache;
-pub mod sampler;
-pub mod speculative;
 pub mod tokenizer;
 pub mod weights;
 
@@ -42,11 +31,11 @@ pub use cache::{CacheKind, KvCache, StandardCache};
 pub use config::ModelConfig;
 pub use decoder::{CausalLm, DecoderLayer, DecoderSpec, LayerContext};
 pub use error::{Error, Result, WeightMismatch};
-pub use generation_config::GenerationConfig;
+pub use generation::generation_config::GenerationConfig;
+pub use generation::sampler::{ArgmaxSampler, Sampler, TemperatureSampler};
 pub use loader::{load_model, load_model_dir, LoadOptions, LoadedModel};
 pub use model::{ForwardOptions, Model, ModelInput, ModelKind, ModelOutput, PlanItem};
 pub use registry::Architecture;
-pub use sampler::{ArgmaxSampler, Sampler, TemperatureSampler};
 pub use weights::{TensorMap, Weights};
 
 /// Re-exported for plugins' `inventory::submit!`.

@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 
 use crate::chat_template::Message;
 use crate::error::{Error, Result};
-use crate::generate::{generate, stream_generate, TextStream};
-use crate::generation_config::GenerationConfig;
+use crate::generation::generate::{generate, stream_generate, TextStream};
+use crate::generation::generation_config::GenerationConfig;
 use crate::loader::{load_model, LoadOptions, LoadedModel};
 use crate::tokenizer::{read_json, Tokenizer};
 

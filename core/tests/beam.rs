@@ -6,8 +6,8 @@
 mod common;
 
 use common::values_f32;
-use forge_core::beam::{select_cache_rows, BeamSearch, EarlyStopping};
-use forge_core::generate::FinishReason;
+use forge_core::generation::beam::{select_cache_rows, BeamSearch, EarlyStopping};
+use forge_core::generation::generate::FinishReason;
 use forge_core::mlx_rs::Array;
 use forge_core::{GenerationConfig, KvCache, StandardCache};
 use proptest::prelude::*;

@@ -4,11 +4,11 @@
 //! round trips: state → set_state, and trim then refill, give the same
 //! outputs as never having left.
 
+use forge_core::cache::quantized::QuantizedKvCache;
+use forge_core::cache::rotating::RotatingCache;
 use forge_core::cache::{CacheKind, KvCache, StandardCache};
 use forge_core::mask::{layer_mask, LayerMask};
 use forge_core::mlx_rs::{random, Array, Dtype};
-use forge_core::quantized_cache::QuantizedKvCache;
-use forge_core::rotating_cache::RotatingCache;
 use proptest::prelude::*;
 
 /// Keys `[1, 1, n, 2]` holding their own position, values its negative.

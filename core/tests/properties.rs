@@ -4,9 +4,9 @@
 mod common;
 
 use common::values_f32;
+use forge_core::generation::sampler::sampler_for;
 use forge_core::mlx_rs::{Array, Dtype};
 use forge_core::rope::RopeParameters;
-use forge_core::sampler::sampler_for;
 use forge_core::{
     ArgmaxSampler, Error, KvCache, ModelConfig, Sampler, StandardCache, TemperatureSampler,
 };

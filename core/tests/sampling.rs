@@ -3,9 +3,9 @@
 //! drawn, the same seed draws the same tokens, XTC against its definition),
 //! stop-string hold-back, and clear errors for malformed settings.
 
-use forge_core::detokenizer::StopStrings;
-use forge_core::logits_processors::LogitsProcessor;
-use forge_core::sampler::{draw, softmax, MinP, Rng, TopK, TopP, Xtc};
+use forge_core::generation::detokenizer::StopStrings;
+use forge_core::generation::logits_processors::LogitsProcessor;
+use forge_core::generation::sampler::{draw, softmax, MinP, Rng, TopK, TopP, Xtc};
 use forge_core::{Error, GenerationConfig};
 use proptest::prelude::*;
 
@@ -223,7 +223,7 @@ fn every_token_filtered_is_an_error() {
     let row = [f32::NEG_INFINITY; 4];
     let err = draw(&row, &mut rng).unwrap_err().to_string();
     assert!(err.contains("filtered out"), "{err}");
-    assert!(forge_core::sampler::argmax(&row).is_err());
+    assert!(forge_core::generation::sampler::argmax(&row).is_err());
 }
 
 fn refused(config: GenerationConfig, key: &str, found: &str) {

@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
-use forge_core::batch::{BatchGenerator, BatchToken};
-use forge_core::generate::{FinishReason, TokenGenerator};
+use forge_core::generation::batch::{BatchGenerator, BatchToken};
+use forge_core::generation::generate::{FinishReason, TokenGenerator};
 use forge_core::weights::load_safetensors_file;
 use forge_core::{load_model_dir, LoadOptions, Model};
 use serde::Deserialize;

@@ -1,10 +1,10 @@
 //! Beam search conformance cases (manifest `kind` `beam_search`, made by
 //! golden/beam_cases.py): HF `generate(num_beams=...)` hypotheses, scores
-//! and finish reasons against [`forge_core::beam::beam_search`].
+//! and finish reasons against [`forge_core::generation::beam::beam_search`].
 
 use std::path::Path;
 
-use forge_core::beam::{beam_search_batch, BeamHypothesis};
+use forge_core::generation::beam::{beam_search_batch, BeamHypothesis};
 use forge_core::weights::{load_safetensors_file, TensorMap};
 use forge_core::{load_model_dir, LoadOptions};
 use serde::Deserialize;

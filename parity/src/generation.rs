@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use forge_core::generate::{FinishReason, TokenGenerator};
+use forge_core::generation::generate::{FinishReason, TokenGenerator};
 use forge_core::mlx_rs::{Array, Dtype};
 use forge_core::weights::{load_safetensors_file, TensorMap};
 use forge_core::{load_model_dir, GenerationConfig, LoadOptions, LoadedModel};

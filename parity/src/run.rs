@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use forge_core::generate::{greedy, prefill, TokenGenerator};
+use forge_core::generation::generate::{greedy, prefill, TokenGenerator};
 use forge_core::mlx_rs::{Array, Dtype};
 use forge_core::model::{Fault, ForwardOptions, ModelInput};
 use forge_core::weights::{load_safetensors_file, TensorMap};

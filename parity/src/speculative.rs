@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use forge_core::generate::{stream_generate, FinishReason};
+use forge_core::generation::generate::{stream_generate, FinishReason};
+use forge_core::generation::speculative::SpeculativeGenerator;
 use forge_core::mlx_rs::{ops, Array};
 use forge_core::model::{ForwardOptions, Model, ModelInput, ModelKind, ModelOutput, PlanItem};
-use forge_core::speculative::SpeculativeGenerator;
 use forge_core::tokenizer::Tokenizer;
 use forge_core::weights::load_safetensors_file;
 use forge_core::{load_model_dir, KvCache, LoadOptions};

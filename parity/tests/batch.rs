@@ -5,8 +5,8 @@
 
 mod common;
 
-use forge_core::batch::{batch_generate, BatchGenerator};
-use forge_core::generate::{stream_generate, FinishReason, TokenGenerator};
+use forge_core::generation::batch::{batch_generate, BatchGenerator};
+use forge_core::generation::generate::{stream_generate, FinishReason, TokenGenerator};
 use forge_core::tokenizer::Tokenizer;
 use forge_core::{load_model_dir, GenerationConfig, LoadOptions, LoadedModel};
 use forge_parity::{render_table, run_case, RunOptions};

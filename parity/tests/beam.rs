@@ -5,8 +5,8 @@
 
 mod common;
 
-use forge_core::beam::{beam_search, beam_search_batch, EarlyStopping};
-use forge_core::generate::TokenGenerator;
+use forge_core::generation::beam::{beam_search, beam_search_batch, EarlyStopping};
+use forge_core::generation::generate::TokenGenerator;
 use forge_core::{load_model_dir, GenerationConfig, LoadOptions, LoadedModel};
 
 fn model() -> LoadedModel {

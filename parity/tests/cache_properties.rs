@@ -3,7 +3,7 @@
 
 mod common;
 
-use forge_core::generate::prefill;
+use forge_core::generation::generate::prefill;
 use forge_core::mlx_rs::Dtype;
 use forge_core::model::{ForwardOptions, ModelInput};
 use forge_core::weights::load_safetensors_file;

@@ -11,11 +11,11 @@ mod common;
 use std::collections::HashMap;
 
 use forge_core::cache::{CacheKind, KvCache};
-use forge_core::generate::{prefill, GeneratedToken, TokenGenerator};
-use forge_core::mlx_rs::Dtype;
-use forge_core::prompt_cache::{
+use forge_core::generation::generate::{prefill, GeneratedToken, TokenGenerator};
+use forge_core::generation::prompt_cache::{
     cache_for, load_prompt_cache, save_prompt_cache, trim_prompt_cache,
 };
+use forge_core::mlx_rs::Dtype;
 use forge_core::weights::load_safetensors_file;
 use forge_core::{load_model_dir, GenerationConfig, LoadOptions, LoadedModel};
 
@@ -180,7 +180,7 @@ fn round_trip(case: &str, config: &GenerationConfig, split: usize) {
     let (head, rest) = prompt.split_at(split);
     let mut cache = cache_for(model, config).unwrap();
     prefill(model, head, &mut cache, 4).unwrap();
-    forge_core::prompt_cache::quantize_for(&mut cache, config).unwrap();
+    forge_core::generation::prompt_cache::quantize_for(&mut cache, config).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("prompt.safetensors");
     let metadata = HashMap::from([("model".to_string(), case.to_string())]);

@@ -7,7 +7,7 @@
 
 mod common;
 
-use forge_core::generate::{
+use forge_core::generation::generate::{
     generate, greedy, stream_generate, FinishReason, GenerationResponse, TokenGenerator,
 };
 use forge_core::tokenizer::Tokenizer;

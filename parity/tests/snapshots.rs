@@ -3,7 +3,7 @@
 
 mod common;
 
-use forge_core::generate::greedy;
+use forge_core::generation::generate::greedy;
 use forge_core::mlx_rs::Dtype;
 use forge_core::weights::load_safetensors_file;
 use forge_core::{load_model_dir, LoadOptions};

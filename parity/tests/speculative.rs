@@ -6,9 +6,9 @@
 
 mod common;
 
-use forge_core::generate::{stream_generate, GeneratedToken, TokenGenerator};
+use forge_core::generation::generate::{stream_generate, GeneratedToken, TokenGenerator};
+use forge_core::generation::speculative::{stream_generate_with_draft, SpeculativeGenerator};
 use forge_core::model::Model;
-use forge_core::speculative::{stream_generate_with_draft, SpeculativeGenerator};
 use forge_core::tokenizer::Tokenizer;
 use forge_core::{load_model_dir, GenerationConfig, LoadOptions, LoadedModel};
 use forge_parity::AlteredModel;
@@ -149,7 +149,7 @@ fn stop_strings_end_a_drafted_stream_where_they_end_a_plain_one() {
         num_draft_tokens: 4,
         ..plain_config
     };
-    let collect = |stream: forge_core::generate::TextStream| {
+    let collect = |stream: forge_core::generation::generate::TextStream| {
         let responses: Vec<_> = stream.map(|r| r.unwrap()).collect();
         let text: String = responses.iter().map(|r| r.text.as_str()).collect();
         let last = responses

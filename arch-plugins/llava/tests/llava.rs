@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 /// Links the plugin so it registers.
 extern crate forge_llava;
 
-use forge_core::generate::TokenGenerator;
+use forge_core::generation::generate::TokenGenerator;
 use forge_core::mlx_rs::{Array, Dtype};
 use forge_core::model::{ForwardOptions, ModelInput};
 use forge_core::weights::load_safetensors_file;

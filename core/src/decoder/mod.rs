@@ -22,6 +22,7 @@ use std::borrow::Cow;
 
 use mlx_rs::{ops, Array, Dtype};
 
+use crate::cache::rotating::RotatingCache;
 use crate::cache::{KvCache, StandardCache};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -31,7 +32,6 @@ use crate::model::{
 };
 use crate::nn::{dtype_bytes, Embedding, Linear, RmsNorm};
 use crate::rope::Rope;
-use crate::rotating_cache::RotatingCache;
 use crate::weights::Weights;
 
 pub use attention::{Attention, AttentionDims};

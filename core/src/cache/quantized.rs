@@ -6,7 +6,7 @@
 //! the new ones, so every plugin's attention works on it unchanged; the
 //! memory held between steps is the quantized form. Generation switches a
 //! standard cache to this one once it holds `quantized_kv_start` positions
-//! (see [`crate::prompt_cache::maybe_quantize`]).
+//! (see [`crate::generation::prompt_cache::maybe_quantize`]).
 
 use mlx_rs::{ops, Array};
 

@@ -8,7 +8,7 @@
 use mlx_rs::{ops, random, Array};
 
 use crate::error::{Error, Result};
-use crate::logits_processors::LogitsProcessor;
+use crate::generation::logits_processors::LogitsProcessor;
 
 /// Picks the next token of each sequence from logits `[B, vocab]`,
 /// returning `[B]` token ids (uint32 or int32).

@@ -5,7 +5,7 @@
 //! Each processor sees the whole sequence so far (prompt, then generated
 //! tokens: HF's `input_ids` row) and one row of scores (logits over the
 //! vocabulary), and edits the scores in place. They run on the host, in f32,
-//! in the order [`crate::generation_config::GenerationConfig::processors`]
+//! in the order [`crate::generation::generation_config::GenerationConfig::processors`]
 //! documents (HF's order).
 
 use std::collections::{BTreeMap, HashSet};

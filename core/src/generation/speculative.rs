@@ -22,14 +22,14 @@ use mlx_rs::transforms;
 
 use crate::cache::KvCache;
 use crate::error::{Error, Result};
-use crate::generate::{
+use crate::generation::generate::{
     forward_logits, log_softmax, prefill_last, to_host, FinishReason, GeneratedToken, TextStream,
     TokenSource,
 };
-use crate::generation_config::GenerationConfig;
-use crate::logits_processors::LogitsProcessor;
+use crate::generation::generation_config::GenerationConfig;
+use crate::generation::logits_processors::LogitsProcessor;
+use crate::generation::sampler::{argmax, TokenSampler};
 use crate::model::Model;
-use crate::sampler::{argmax, TokenSampler};
 use crate::tokenizer::Tokenizer;
 
 /// How often the model accepted the draft's proposals.
@@ -292,7 +292,7 @@ impl Iterator for SpeculativeGenerator<'_> {
     }
 }
 
-/// Streams text like [`crate::generate::stream_generate`], with `draft`
+/// Streams text like [`crate::generation::generate::stream_generate`], with `draft`
 /// proposing `config.num_draft_tokens` tokens per step; each response says
 /// whether its token came from the draft.
 pub fn stream_generate_with_draft<'m, 't>(

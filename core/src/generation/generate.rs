@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use mlx_rs::{ops, transforms, Array, Dtype};
 
 use crate::cache::KvCache;
-use crate::detokenizer::{StopStrings, StreamingDetokenizer};
 use crate::error::{Error, Result};
-use crate::generation_config::GenerationConfig;
-use crate::logits_processors::LogitsProcessor;
+use crate::generation::detokenizer::{StopStrings, StreamingDetokenizer};
+use crate::generation::generation_config::GenerationConfig;
+use crate::generation::logits_processors::LogitsProcessor;
+use crate::generation::prompt_cache::{cache_for, quantize_for};
+use crate::generation::sampler::TokenSampler;
 use crate::model::{ForwardOptions, Model, ModelInput};
-use crate::prompt_cache::{cache_for, quantize_for};
-use crate::sampler::TokenSampler;
 use crate::tokenizer::Tokenizer;
 
 /// Runs `tokens` (one sequence) through the model in chunks of at most
@@ -253,12 +253,12 @@ pub struct GeneratedToken {
     /// Set on the last token: an EOS id ("stop") or the length limit.
     pub finish_reason: Option<FinishReason>,
     /// True when a draft model proposed this token and the model accepted
-    /// it (speculative decoding, see [`crate::speculative`]).
+    /// it (speculative decoding, see [`crate::generation::speculative`]).
     pub from_draft: bool,
 }
 
 /// Where a [`TextStream`] gets its tokens: [`TokenGenerator`], or
-/// [`crate::speculative::SpeculativeGenerator`] with a draft model.
+/// [`crate::generation::speculative::SpeculativeGenerator`] with a draft model.
 pub trait TokenSource {
     /// The next token, or `None` once generation has finished.
     fn next_token(&mut self) -> Result<Option<GeneratedToken>>;
@@ -274,7 +274,7 @@ pub trait TokenSource {
 
     /// Proposals a draft model made and the model accepted (`None`
     /// without a draft model).
-    fn draft_stats(&self) -> Option<crate::speculative::DraftStats> {
+    fn draft_stats(&self) -> Option<crate::generation::speculative::DraftStats> {
         None
     }
 }
@@ -357,7 +357,7 @@ impl<'m> TokenGenerator<'m> {
         if config.num_beams > 1 {
             return Err(Error::InvalidInput {
                 expected: "num_beams 1 for token-by-token generation (beam search is \
-                           forge_core::beam::beam_search)"
+                           forge_core::generation::beam::beam_search)"
                     .into(),
                 found: format!("num_beams {}", config.num_beams),
             });
@@ -580,7 +580,7 @@ impl<'m, 't> TextStream<'m, 't> {
 
     /// Proposals the draft model made and the model accepted so far
     /// (`None` without a draft model).
-    pub fn draft_stats(&self) -> Option<crate::speculative::DraftStats> {
+    pub fn draft_stats(&self) -> Option<crate::generation::speculative::DraftStats> {
         self.generator.draft_stats()
     }
 

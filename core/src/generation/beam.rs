@@ -32,9 +32,9 @@ use serde::Deserialize;
 
 use crate::cache::KvCache;
 use crate::error::{Error, Result};
-use crate::generate::{check_context, log_softmax, to_host, FinishReason};
-use crate::generation_config::GenerationConfig;
-use crate::logits_processors::LogitsProcessor;
+use crate::generation::generate::{check_context, log_softmax, to_host, FinishReason};
+use crate::generation::generation_config::GenerationConfig;
+use crate::generation::logits_processors::LogitsProcessor;
 use crate::model::{ForwardOptions, Model, ModelInput};
 
 /// HF's mark for "cannot be chosen": added to scores, in f32.

@@ -14,13 +14,13 @@ use std::path::Path;
 use mlx_rs::Array;
 use serde::{Deserialize, Serialize};
 
+use crate::cache::quantized::QuantizedKvCache;
+use crate::cache::rotating::RotatingCache;
 use crate::cache::{CacheKind, KvCache};
 use crate::error::{Error, Result};
-use crate::generate::token_array;
-use crate::generation_config::GenerationConfig;
+use crate::generation::generate::token_array;
+use crate::generation::generation_config::GenerationConfig;
 use crate::model::{ForwardOptions, Model, ModelInput};
-use crate::quantized_cache::QuantizedKvCache;
-use crate::rotating_cache::RotatingCache;
 use crate::weights::load_safetensors_file;
 
 /// Positions a `max_kv_size` cache never evicts (mlx-lm's `keep=4`).
@@ -69,7 +69,7 @@ pub fn check_cache_settings(config: &GenerationConfig) -> Result<()> {
         }
     }
     if let Some(bits) = config.kv_bits {
-        crate::quantized_cache::check_settings(bits, config.kv_group_size)?;
+        crate::cache::quantized::check_settings(bits, config.kv_group_size)?;
         if config.max_kv_size.is_some() {
             return Err(Error::InvalidInput {
                 expected: "kv_bits or max_kv_size (a bounded cache is not quantized)".into(),
@@ -141,7 +141,7 @@ pub fn fill_prompt_cache(
     prompt: &[u32],
     chunk: usize,
 ) -> Result<()> {
-    let last = crate::generate::prefill_last(model, prompt, cache, chunk)?;
+    let last = crate::generation::generate::prefill_last(model, prompt, cache, chunk)?;
     last.eval()?;
     Ok(())
 }

@@ -25,14 +25,16 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::beam::EarlyStopping;
 use crate::error::{Error, Result};
-use crate::logits_processors::{
+use crate::generation::beam::EarlyStopping;
+use crate::generation::logits_processors::{
     ForcedBos, ForcedEos, ForcedTokens, LogitsProcessor, MinNewTokens, NoRepeatNgram,
     PresenceFrequencyPenalty, RepetitionPenalty, SequenceBias, SuppressTokens,
     SuppressTokensAtBegin,
 };
-use crate::sampler::{EpsilonCutoff, MinP, Temperature, TokenSampler, TopK, TopP, TypicalP, Xtc};
+use crate::generation::sampler::{
+    EpsilonCutoff, MinP, Temperature, TokenSampler, TopK, TopP, TypicalP, Xtc,
+};
 
 /// Everything that shapes generation. `Default` is greedy decoding of up to
 /// 256 tokens with no processors.
@@ -102,9 +104,9 @@ pub struct GenerationConfig {
     /// Quantize the cache once it holds this many positions.
     pub quantized_kv_start: usize,
     /// Speculative decoding: tokens the draft model proposes per step
-    /// (mlx-lm's name; only used with a draft model, see [`crate::speculative`]).
+    /// (mlx-lm's name; only used with a draft model, see [`crate::generation::speculative`]).
     pub num_draft_tokens: usize,
-    /// Beam search with this many beams (1: no beam search; see [`crate::beam`]).
+    /// Beam search with this many beams (1: no beam search; see [`crate::generation::beam`]).
     pub num_beams: usize,
     /// Beam search: a finished hypothesis scores its summed log-probs divided
     /// by new_tokens ^ length_penalty (> 0 favours longer ones).
@@ -246,7 +248,7 @@ impl GenerationConfig {
             return Err(bad("num_draft_tokens", "at least 1", 0));
         }
         ForcedTokens::new(0, &self.forced_decoder_ids)?;
-        crate::prompt_cache::check_cache_settings(self)?;
+        crate::generation::prompt_cache::check_cache_settings(self)?;
         self.validate_beams()
     }
 

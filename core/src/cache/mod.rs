@@ -5,12 +5,15 @@
 //! keeps a compressed latent and a rope key), and a cache may keep only a
 //! window (rotating) or quantize what it stores.
 
+pub mod quantized;
+pub mod rotating;
+
 use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::{ops, Array};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::quantized::QuantizedKvCache;
 use crate::error::{Error, Result};
-use crate::quantized_cache::QuantizedKvCache;
 
 /// What kind of cache a layer has, with the settings that shape its state
 /// (saved with a prompt cache and checked when one is loaded).
@@ -20,7 +23,7 @@ pub enum CacheKind {
     /// Every position, full precision ([`StandardCache`]).
     Standard,
     /// A window of recent positions plus `keep` first ones
-    /// ([`crate::rotating_cache::RotatingCache`]).
+    /// ([`crate::cache::rotating::RotatingCache`]).
     Rotating {
         /// Positions kept at most.
         max_size: usize,

@@ -5,7 +5,7 @@
 //! step for every unfinished row. Each row keeps its own state as if it ran
 //! alone: its token history (for the repetition penalty and the other
 //! processors), its own sampler seeded with `config.seed` (so a row samples
-//! exactly what [`crate::generate::generate`] would on that prompt), its own
+//! exactly what [`crate::generation::generate::generate`] would on that prompt), its own
 //! EOS / `max_new_tokens` / stop-string end. A finished row is dropped from
 //! the batch before the next step.
 //!
@@ -17,14 +17,14 @@ use std::time::{Duration, Instant};
 
 use mlx_rs::{ops, transforms, Array};
 
-use crate::batch_cache::{left_pad, left_pad_to, BatchCache};
-use crate::detokenizer::{StopStrings, StreamingDetokenizer};
 use crate::error::{Error, Result};
-use crate::generate::{log_softmax, per_second, to_host, FinishReason};
-use crate::generation_config::GenerationConfig;
-use crate::logits_processors::LogitsProcessor;
+use crate::generation::batch_cache::{left_pad, left_pad_to, BatchCache};
+use crate::generation::detokenizer::{StopStrings, StreamingDetokenizer};
+use crate::generation::generate::{log_softmax, per_second, to_host, FinishReason};
+use crate::generation::generation_config::GenerationConfig;
+use crate::generation::logits_processors::LogitsProcessor;
+use crate::generation::sampler::TokenSampler;
 use crate::model::{ForwardOptions, Model, ModelInput};
-use crate::sampler::TokenSampler;
 use crate::tokenizer::Tokenizer;
 
 /// The token id put in padding columns (never attended to).
