@@ -248,8 +248,7 @@ impl Attention {
         })
     }
 
-    /// `x`: `[B, T, hidden]`; `mask`: additive `[B or 1, 1, T, past + T]`
-    /// or `None` for "see everything".
+    /// `x`: `[B, T, hidden]`, with the layer's mask and planted rope from `ctx`.
     pub fn forward(
         &self,
         x: &Array,

@@ -482,6 +482,17 @@ mod tests {
     const VOCAB: i32 = 5;
     const HIDDEN: i32 = 4;
 
+    fn spec(tied: bool) -> DecoderSpec {
+        DecoderSpec {
+            name: "Test",
+            vocab_size: VOCAB as usize,
+            hidden_size: HIDDEN as usize,
+            rms_norm_eps: 1e-6,
+            tie_word_embeddings: tied,
+            max_context: None,
+        }
+    }
+
     fn model(tied: bool) -> CausalLm<NormOnly> {
         let table: Vec<f32> = (0..VOCAB * HIDDEN)
             .map(|i| (i as f32 * 0.37).sin())
@@ -496,14 +507,7 @@ mod tests {
             Array::from_slice(&[1.0f32; 4], &[HIDDEN]),
         );
         let mut w = Weights::new(tensors, "test");
-        let spec = DecoderSpec {
-            name: "Test",
-            vocab_size: VOCAB as usize,
-            hidden_size: HIDDEN as usize,
-            rms_norm_eps: 1e-6,
-            tie_word_embeddings: tied,
-            max_context: None,
-        };
+        let spec = spec(tied);
         let norm = |i: f32| RmsNorm {
             weight: Array::from_slice(&[i; 4], &[HIDDEN]),
             eps: 1e-6,
@@ -590,15 +594,7 @@ mod tests {
             Array::from_slice(&[1.0f32; 4], &[HIDDEN]),
         );
         let mut w = Weights::new(tensors, "test");
-        let spec = DecoderSpec {
-            name: "Test",
-            vocab_size: 5,
-            hidden_size: 4,
-            rms_norm_eps: 1e-6,
-            tie_word_embeddings: false,
-            max_context: None,
-        };
-        let _ = CausalLm::<NormOnly>::load(&mut w, spec, Vec::new());
+        let _ = CausalLm::<NormOnly>::load(&mut w, spec(false), Vec::new());
         let err = w.finish().unwrap_err().to_string();
         assert!(err.contains("lm_head.weight"), "{err}");
     }
