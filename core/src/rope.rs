@@ -1,5 +1,5 @@
 //! Rotary position embeddings: the variants Hugging Face defines (default,
-//! linear, dynamic, llama3, yarn), shared by every architecture.
+//! linear, dynamic, llama3, yarn, longrope), shared by every architecture.
 //!
 //! Configs come in two layouts. transformers 4 writes `rope_theta` and a
 //! `rope_scaling` object (with `type` or `rope_type`); transformers 5 writes
@@ -30,6 +30,11 @@ pub enum RopeType {
     Llama3,
     /// YaRN: ramped interpolation plus an attention temperature.
     Yarn,
+    /// LongRoPE (Phi-3): per-frequency factors, `short_factor` while the
+    /// sequence fits the original context and `long_factor` past it, plus
+    /// an attention factor. Phi-3 configs once called it "su".
+    #[serde(alias = "su")]
+    Longrope,
 }
 
 /// The rope settings of a config, in the transformers-5 layout.
@@ -62,6 +67,11 @@ pub struct RopeParameters {
     pub truncate: Option<bool>,
     /// Fraction of head_dim that is rotated (when given inside rope_parameters).
     pub partial_rotary_factor: Option<f64>,
+    /// longrope: wavelength multipliers, one per rotated pair, used while
+    /// the sequence is within the original context.
+    pub short_factor: Option<Vec<f64>>,
+    /// longrope: wavelength multipliers used once the sequence is longer.
+    pub long_factor: Option<Vec<f64>>,
 }
 
 impl RopeParameters {
@@ -91,6 +101,14 @@ impl RopeParameters {
         }
         if let Some(t) = self.truncate {
             parts.push(format!("truncate {t}"));
+        }
+        for (name, list) in [
+            ("short_factor", &self.short_factor),
+            ("long_factor", &self.long_factor),
+        ] {
+            if let Some(list) = list {
+                parts.push(format!("{name} [{} values]", list.len()));
+            }
         }
         parts.join(", ")
     }
@@ -179,6 +197,14 @@ enum RopeKind {
         factor: f64,
         max_positions: f64,
     },
+    /// LongRoPE: `short` wavelengths while offset + length ≤ `original`,
+    /// `long` ones past it (HF picks per forward call from the largest
+    /// position, so earlier cached keys keep their rotation).
+    LongRope {
+        short: Array,
+        long: Array,
+        original: i32,
+    },
 }
 
 impl Rope {
@@ -251,6 +277,36 @@ impl Rope {
                     yarn(params, base, dims, original, max_position_embeddings as f64)?;
                 (RopeKind::Freqs(wavelengths(&inv)), attention as f32)
             }
+            RopeType::Longrope => {
+                let factors = |name: &str, list: &Option<Vec<f64>>| -> Result<Array> {
+                    let list = list.as_ref().ok_or_else(|| Error::InvalidInput {
+                        expected: format!("rope_parameters.{name} for rope_type longrope"),
+                        found: "no value".into(),
+                    })?;
+                    longrope_wavelengths(base, dims, list).ok_or_else(|| Error::InvalidInput {
+                        expected: format!(
+                            "rope_parameters.{name} with {} values (half the rotated dims)",
+                            dims / 2
+                        ),
+                        found: format!("{} values", list.len()),
+                    })
+                };
+                // Without a factor, HF uses the ratio of the two context lengths.
+                let factor = params
+                    .factor
+                    .unwrap_or(max_position_embeddings as f64 / original);
+                let attention = params.attention_factor.unwrap_or(if factor <= 1.0 {
+                    1.0
+                } else {
+                    (1.0 + factor.ln() / original.ln()).sqrt()
+                });
+                let kind = RopeKind::LongRope {
+                    short: factors("short_factor", &params.short_factor)?,
+                    long: factors("long_factor", &params.long_factor)?,
+                    original: original as i32,
+                };
+                (kind, attention as f32)
+            }
         };
         Ok(Rope {
             dims: dims as i32,
@@ -320,6 +376,18 @@ impl Rope {
                     None,
                 )?
             }
+            RopeKind::LongRope {
+                short,
+                long,
+                original,
+            } => {
+                let freqs = if offset + x.dim(-2) > *original {
+                    long
+                } else {
+                    short
+                };
+                fast::rope(&x, self.dims, self.traditional, None, 1.0, offset, freqs)?
+            }
         };
         Ok(out)
     }
@@ -342,6 +410,10 @@ impl Rope {
             RopeKind::Dynamic { base, factor, max_positions } => format!(
                 "dims {}, {layout}, dynamic NTK base {base} factor {factor} beyond {max_positions} positions",
                 self.dims
+            ),
+            RopeKind::LongRope { original, .. } => format!(
+                "dims {}, {layout}, longrope: short factors up to {original} positions, long ones past it, attention factor {}",
+                self.dims, self.mscale
             ),
         }
     }
@@ -368,6 +440,20 @@ pub fn default_inv_freq(base: f64, dims: usize) -> Vec<f64> {
             (1.0f32 / (base as f32).powf(exponent)) as f64
         })
         .collect()
+}
+
+/// LongRoPE's wavelengths `factor_i · base^(2i/dims)` in f32, as torch
+/// computes them; `None` when there is not one factor per rotated pair.
+fn longrope_wavelengths(base: f64, dims: usize, factors: &[f64]) -> Option<Array> {
+    if factors.len() != dims / 2 {
+        return None;
+    }
+    let waves: Vec<f32> = factors
+        .iter()
+        .enumerate()
+        .map(|(i, &f)| f as f32 * (base as f32).powf((2 * i) as f32 / dims as f32))
+        .collect();
+    Some(Array::from_slice(&waves, &[waves.len() as i32]))
 }
 
 fn wavelengths(inv_freq: &[f64]) -> Array {

@@ -282,7 +282,7 @@ fn transposed(m: &Array) -> Result<Array> {
 fn plan(a: &GptOssArgs, layers: &[GptOssLayer]) -> Vec<PlanItem> {
     let (attention, rope) = layers
         .first()
-        .map(|l| (l.self_attn.describe(), l.self_attn.rope.describe()))
+        .map(|l| (l.self_attn.describe(), l.self_attn.describe_rope()))
         .unwrap_or_default();
     let rope_summary = a
         .rope_parameters

@@ -1,14 +1,9 @@
-//! The Llama decoder layer: RMSNorm → attention → residual, RMSNorm →
-//! SwiGLU → residual. Everything around the layers is forge-core's
-//! decoder base.
+//! Llama on forge-core's decoder base: the layers are the base's pre-norm
+//! layer with grouped-query attention and a SwiGLU MLP.
 
-use forge_core::cache::KvCache;
-use forge_core::decoder::{
-    Attention, AttentionDims, CausalLm, DecoderLayer, DecoderSpec, LayerContext,
-};
-use forge_core::mlx_rs::{ops, Array};
+use forge_core::decoder::{Attention, AttentionDims, CausalLm, DecoderSpec, PreNormLayer};
 use forge_core::model::{Model, PlanItem};
-use forge_core::nn::{Activation, GatedMlp, RmsNorm};
+use forge_core::nn::{Activation, GatedMlp};
 use forge_core::{ModelConfig, Result, Weights};
 
 use crate::config::LlamaArgs;
@@ -32,7 +27,7 @@ pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Llama> {
         .windows(config)?
         .into_iter()
         .enumerate()
-        .map(|(i, window)| LlamaLayer::load(weights, &args, i, window, rope.clone()))
+        .map(|(i, window)| load_layer(weights, &args, i, window, rope.clone()))
         .collect();
     let spec = DecoderSpec {
         name: "Llama",
@@ -47,87 +42,43 @@ pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Llama> {
     Ok(model.with_plan(plan))
 }
 
-/// One Llama decoder layer.
-#[derive(Debug)]
-pub struct LlamaLayer {
-    input_layernorm: RmsNorm,
-    self_attn: Attention,
-    post_attention_layernorm: RmsNorm,
-    mlp: GatedMlp,
-}
+/// A Llama decoder layer is the base's pre-norm layer: RMSNorm →
+/// attention → residual, RMSNorm → SwiGLU → residual.
+pub type LlamaLayer = PreNormLayer;
 
-impl LlamaLayer {
-    fn load(
-        w: &mut Weights,
-        args: &LlamaArgs,
-        i: usize,
-        window: Option<usize>,
-        rope: forge_core::rope::Rope,
-    ) -> Self {
-        let p = format!("model.layers.{i}");
-        let (hidden, eps) = (args.hidden_size, args.rms_norm_eps);
-        let dims = AttentionDims {
-            hidden,
-            heads: args.num_attention_heads,
-            kv_heads: args.kv_heads(),
-            head_dim: args.head_dim(),
-        };
-        let bias = args.attention_bias;
-        LlamaLayer {
-            input_layernorm: RmsNorm::load(w, &format!("{p}.input_layernorm"), hidden, eps),
-            self_attn: Attention::load(
-                w,
-                &format!("{p}.self_attn"),
-                dims,
-                (bias, bias),
-                rope,
-                window,
-            ),
-            post_attention_layernorm: RmsNorm::load(
-                w,
-                &format!("{p}.post_attention_layernorm"),
-                hidden,
-                eps,
-            ),
-            mlp: GatedMlp::load(
-                w,
-                &format!("{p}.mlp"),
-                hidden,
-                args.intermediate_size,
-                args.mlp_bias,
-                Activation::Silu,
-            ),
-        }
-    }
-}
-
-impl DecoderLayer for LlamaLayer {
-    fn forward(
-        &self,
-        x: &Array,
-        ctx: &LayerContext<'_>,
-        cache: Option<&mut Box<dyn KvCache>>,
-    ) -> Result<Array> {
-        let normed = ctx.input_norm(&self.input_layernorm, x)?;
-        let h = ops::add(x, self.self_attn.forward(&normed, ctx, cache)?)?;
-        let normed = self.post_attention_layernorm.forward(&h)?;
-        Ok(ops::add(&h, self.mlp.forward(&normed)?)?)
-    }
-
-    fn window(&self) -> Option<usize> {
-        self.self_attn.window
-    }
-
-    fn cached_values_per_token(&self) -> usize {
-        self.self_attn.cached_values_per_token()
-    }
+fn load_layer(
+    w: &mut Weights,
+    args: &LlamaArgs,
+    i: usize,
+    window: Option<usize>,
+    rope: forge_core::rope::Rope,
+) -> LlamaLayer {
+    let p = format!("model.layers.{i}");
+    let hidden = args.hidden_size;
+    let dims = AttentionDims {
+        hidden,
+        heads: args.num_attention_heads,
+        kv_heads: args.kv_heads(),
+        head_dim: args.head_dim(),
+    };
+    let bias = args.attention_bias;
+    let attention = Attention::load(w, &format!("{p}.self_attn"), dims, (bias, bias), rope, window);
+    let mlp = GatedMlp::load(
+        w,
+        &format!("{p}.mlp"),
+        hidden,
+        args.intermediate_size,
+        args.mlp_bias,
+        Activation::Silu,
+    );
+    PreNormLayer::load(w, &p, (hidden, args.rms_norm_eps), attention, mlp)
 }
 
 /// Llama's own plan lines.
 fn plan(a: &LlamaArgs, layers: &[LlamaLayer]) -> Vec<PlanItem> {
     let (attention, rope) = layers
         .first()
-        .map(|l| (l.self_attn.describe(), l.self_attn.rope.describe()))
+        .map(|l| (l.self_attn.describe(), l.self_attn.describe_rope()))
         .unwrap_or_default();
     vec![
         PlanItem::new("attention", attention),

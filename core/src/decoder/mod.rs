@@ -17,6 +17,7 @@
 //! ```
 
 mod attention;
+mod layer;
 
 use std::borrow::Cow;
 
@@ -34,7 +35,8 @@ use crate::nn::{dtype_bytes, Embedding, Linear, RmsNorm};
 use crate::rope::Rope;
 use crate::weights::Weights;
 
-pub use attention::{Attention, AttentionDims};
+pub use attention::{Attention, AttentionDims, QkNorm};
+pub use layer::PreNormLayer;
 
 /// One layer of a decoder-only language model.
 pub trait DecoderLayer: std::fmt::Debug {

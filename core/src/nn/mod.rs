@@ -81,8 +81,30 @@ impl RmsNorm {
         }
     }
 
-    /// Normalizes the last axis.
+    /// Gemma's norm, `x · (1 + w)`: takes `{prefix}.weight` and keeps
+    /// `1 + w` in float32 (HF adds the one and scales in float32, then
+    /// casts back to the input's dtype).
+    pub fn load_plus_one(w: &mut Weights, prefix: &str, dim: usize, eps: f64) -> Self {
+        let norm = RmsNorm::load(w, prefix, dim, eps);
+        let plus_one = norm
+            .weight
+            .as_dtype(Dtype::Float32)
+            .and_then(|w| ops::add(&w, Array::from_f32(1.0)));
+        match plus_one {
+            Ok(weight) => RmsNorm { weight, ..norm },
+            // A missing tensor is a placeholder the loader reports; keep it.
+            Err(_) => norm,
+        }
+    }
+
+    /// Normalizes the last axis. A float32 weight on lower-precision input
+    /// (Gemma's) normalizes in float32 and returns the input's dtype.
     pub fn forward(&self, x: &Array) -> Result<Array> {
+        if self.weight.dtype() == Dtype::Float32 && x.dtype() != Dtype::Float32 {
+            let wide = x.as_dtype(Dtype::Float32)?;
+            let out = fast::rms_norm(&wide, Some(&self.weight), self.eps)?;
+            return Ok(out.as_dtype(x.dtype())?);
+        }
         Ok(fast::rms_norm(x, Some(&self.weight), self.eps)?)
     }
 }
@@ -152,19 +174,21 @@ pub fn merge_heads(x: &Array) -> Result<Array> {
         .reshape(&[b, t, heads * head_dim])?)
 }
 
-/// Rotates `q` and `k` (`[B, heads, T, dim]`) from the cache's offset and
-/// appends `k`, `v` to the cache. Returns the queries and every key and
-/// value attention should see.
+/// Rotates `q` and `k` (`[B, heads, T, dim]`) from the cache's offset
+/// (unless the layer has no rope) and appends `k`, `v` to the cache.
+/// Returns the queries and every key and value attention should see.
 pub fn rotate_and_cache(
     q: &Array,
     k: &Array,
     v: Array,
-    rope: &Rope,
+    rope: Option<&Rope>,
     cache: Option<&mut Box<dyn KvCache>>,
 ) -> Result<(Array, Array, Array)> {
     let offset = cache.as_ref().map_or(0, |c| c.offset()) as i32;
-    let q = rope.apply(q, offset)?;
-    let k = rope.apply(k, offset)?;
+    let (q, k) = match rope {
+        Some(rope) => (rope.apply(q, offset)?, rope.apply(k, offset)?),
+        None => (q.clone(), k.clone()),
+    };
     let (k, v) = match cache {
         Some(cache) => cache.update_and_fetch(&k, &v)?,
         None => (k, v),
