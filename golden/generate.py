@@ -20,6 +20,7 @@ function that returns a `Case` and list it in `CASES`.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import shutil
@@ -287,6 +288,9 @@ def build_case(case: Case, out_root: Path) -> str:
     # so the output head alone maps it to the logits.
     with torch.no_grad():
         head_logits = model.get_output_embeddings()(hidden[-1])
+        cap = getattr(model.config, "final_logit_softcapping", None)  # Gemma's final soft-cap
+        if cap is not None:
+            head_logits = torch.tanh(head_logits / cap) * cap
     if masked_max_abs(head_logits, logits, attention_mask) > 1e-5:
         raise RuntimeError(f"case {case.name}: last hidden state is not the output head's input")
     for t in [logits, *hidden]:
@@ -585,12 +589,84 @@ def case_mistral_sliding_window() -> Case:
     )
 
 
+# --------------------------------------------------------------------------
+# Feature ablations: proof that a case's features show in its logits
+# --------------------------------------------------------------------------
+
+
+def with_config(**changes) -> Callable:
+    """A variant maker: the same weights under the config with `changes` applied."""
+
+    def make(model):
+        values = model.config.to_dict()
+        values.update(changes)
+        config = type(model.config).from_dict(values)
+        variant = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32).eval()
+        missing, unexpected = variant.load_state_dict(model.state_dict(), strict=False)
+        if missing:
+            raise RuntimeError(f"config variant {changes} needs weights the model lacks: {missing}")
+        return variant
+
+    return make
+
+
+def with_change(change: Callable) -> Callable:
+    """A variant maker: a copy of the model that `change(model)` edits in place."""
+
+    def make(model):
+        variant = copy.deepcopy(model)
+        with torch.no_grad():
+            change(variant)
+        return variant.eval()
+
+    return make
+
+
+def ablations(*variants: tuple[str, Callable], min_difference: float = 1e-2) -> Callable:
+    """A `describe_extra` hook: for each (feature, variant maker), how far the
+    logits move when the feature is switched off; refuses the case when one
+    moves them by less than `min_difference` (the feature would go untested)."""
+
+    def hook(case, model, input_ids, attention_mask, logits):
+        described, printed = [], []
+        for feature, make in variants:
+            variant = make(model)
+            variant_logits, _ = forward(variant, input_ids, attention_mask)
+            diff = masked_max_abs(logits, variant_logits, attention_mask)
+            if diff < min_difference:
+                raise RuntimeError(f"case {case.name}: switching off {feature} barely matters ({diff:.3g})")
+            described.append(f"{feature} off moves logits by up to {diff:.2g}")
+            printed.append(f"{feature} off: {diff:.3g}")
+        return "; " + "; ".join(described), "; ablations: " + ", ".join(printed)
+
+    return hook
+
+
 def generation_helpers() -> dict:
     """What golden/generation_cases.py borrows from this script."""
     return {"reference_versions": reference_versions, "build_model": build_model, "tiny_llama": tiny_llama}
 
 
+import qwen2_cases  # noqa: E402  (cargo xtask add-arch)
+import qwen3_cases  # noqa: E402  (cargo xtask add-arch)
+import gemma2_cases  # noqa: E402  (cargo xtask add-arch)
+import gemma3_text_cases  # noqa: E402  (cargo xtask add-arch)
+import phi3_cases  # noqa: E402  (cargo xtask add-arch)
+import olmo2_cases  # noqa: E402  (cargo xtask add-arch)
+import granite_cases  # noqa: E402  (cargo xtask add-arch)
+import smollm3_cases  # noqa: E402  (cargo xtask add-arch)
 CASES: dict[str, Callable[[], Case]] = {
+    "smollm3-tiny": smollm3_cases.case_smollm3_tiny,
+    "granite-tiny": granite_cases.case_granite_tiny,
+    "olmo2-qknorm-postnorm": olmo2_cases.case_olmo2_qknorm_postnorm,
+    "phi3-tiny": phi3_cases.case_phi3_tiny,
+    "gemma3-text-tiny": gemma3_text_cases.case_gemma3_text_tiny,
+    "gemma2-softcap-sliding": gemma2_cases.case_gemma2_softcap_sliding,
+    "gemma2-batch-leftpad-v4": gemma2_cases.case_gemma2_batch_leftpad_v4,
+    "qwen3-qknorm-yarn": qwen3_cases.case_qwen3_qknorm_yarn,
+    "qwen3-rope-llama3-v4": qwen3_cases.case_qwen3_rope_llama3_v4,
+    "qwen2-bias-sliding": qwen2_cases.case_qwen2_bias_sliding,
+    "qwen2-batch-leftpad": qwen2_cases.case_qwen2_batch_leftpad,
     "llama-gqa": case_llama_gqa,
     "llama-bias-headdim-tied": case_llama_bias_headdim_tied,
     "llama3-rope-long": case_llama3_rope_long,

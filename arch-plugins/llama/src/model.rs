@@ -62,7 +62,14 @@ fn load_layer(
         head_dim: args.head_dim(),
     };
     let bias = args.attention_bias;
-    let attention = Attention::load(w, &format!("{p}.self_attn"), dims, (bias, bias), rope, window);
+    let attention = Attention::load(
+        w,
+        &format!("{p}.self_attn"),
+        dims,
+        (bias, bias),
+        rope,
+        window,
+    );
     let mlp = GatedMlp::load(
         w,
         &format!("{p}.mlp"),

@@ -93,7 +93,12 @@ impl QkNorm {
     /// `{prefix}.q_norm` and `{prefix}.k_norm` over the whole projections.
     pub fn whole(w: &mut Weights, prefix: &str, dims: AttentionDims, eps: f64) -> Self {
         QkNorm::Whole {
-            q: RmsNorm::load(w, &format!("{prefix}.q_norm"), dims.heads * dims.head_dim, eps),
+            q: RmsNorm::load(
+                w,
+                &format!("{prefix}.q_norm"),
+                dims.heads * dims.head_dim,
+                eps,
+            ),
             k: RmsNorm::load(
                 w,
                 &format!("{prefix}.k_norm"),
@@ -187,13 +192,21 @@ impl Attention {
         );
         let mut q = self.q_proj.forward(x)?;
         let mut k = self.k_proj.forward(x)?;
-        if let Some(QkNorm::Whole { q: q_norm, k: k_norm }) = &self.qk_norm {
+        if let Some(QkNorm::Whole {
+            q: q_norm,
+            k: k_norm,
+        }) = &self.qk_norm
+        {
             q = q_norm.forward(&q)?;
             k = k_norm.forward(&k)?;
         }
         let mut q = split_heads(&q, heads, head_dim)?;
         let mut k = split_heads(&k, kv_heads, head_dim)?;
-        if let Some(QkNorm::PerHead { q: q_norm, k: k_norm }) = &self.qk_norm {
+        if let Some(QkNorm::PerHead {
+            q: q_norm,
+            k: k_norm,
+        }) = &self.qk_norm
+        {
             q = q_norm.forward(&q)?;
             k = k_norm.forward(&k)?;
         }
