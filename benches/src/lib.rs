@@ -14,6 +14,7 @@
 extern crate forge_deepseek_v3;
 extern crate forge_gpt_oss;
 extern crate forge_llama;
+extern crate forge_qwen3;
 
 pub mod checkpoint;
 pub mod measure;

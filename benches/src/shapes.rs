@@ -39,6 +39,17 @@ impl ModelShape {
         match self.config["model_type"].as_str() {
             Some("deepseek_v3") => deepseek_v3_tensors(&self.config),
             Some("gpt_oss") => gpt_oss_tensors(&self.config),
+            Some("qwen3") => {
+                let head_dim = config_int(&self.config, "head_dim");
+                with_layer_tensors(
+                    llama_tensors(&self.config),
+                    &self.config,
+                    &[
+                        ("self_attn.q_norm.weight", head_dim),
+                        ("self_attn.k_norm.weight", head_dim),
+                    ],
+                )
+            }
             _ => llama_tensors(&self.config),
         }
     }
@@ -72,6 +83,21 @@ pub fn all() -> Vec<ModelShape> {
             realistic: true,
             on_demand: true,
             config: llama_config(128256, 2048, 8192, 16, 32, 8, true),
+        },
+        ModelShape {
+            name: "qwen3-tiny",
+            about: "qwen3, 2 layers of width 64, head_dim 32 (a quick check of the harness)",
+            realistic: false,
+            on_demand: false,
+            config: qwen3_config(256, 64, 128, 2, (4, 2, 32)),
+        },
+        ModelShape {
+            name: "qwen3-small",
+            about: "Qwen3-0.6B's layers (hidden 1024, 16 heads / 8 kv heads of 128 with q/k norms, \
+                    intermediate 3072, tied) at 8 layers and vocab 32000",
+            realistic: true,
+            on_demand: false,
+            config: qwen3_config(32000, 1024, 3072, 8, (16, 8, 128)),
         },
         ModelShape {
             name: "gpt-oss-tiny",
@@ -347,6 +373,52 @@ fn llama_config(
     config
 }
 
+fn qwen3_config(
+    vocab: usize,
+    hidden: usize,
+    intermediate: usize,
+    layers: usize,
+    (heads, kv_heads, head_dim): (usize, usize, usize),
+) -> Value {
+    json!({
+        "model_type": "qwen3",
+        "architectures": ["Qwen3ForCausalLM"],
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "head_dim": head_dim,
+        "rms_norm_eps": 1e-6,
+        "max_position_embeddings": 40960,
+        "tie_word_embeddings": true,
+        "hidden_act": "silu",
+        "attention_bias": false,
+        "rope_theta": 1000000.0,
+        "use_sliding_window": false,
+        "sliding_window": null,
+        "max_window_layers": layers,
+        "torch_dtype": "bfloat16",
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    })
+}
+
+/// `tensors` plus, in every layer, the 1-D tensors `extra` (name, width).
+fn with_layer_tensors(
+    mut tensors: Vec<(String, Vec<i32>)>,
+    config: &Value,
+    extra: &[(&str, i32)],
+) -> Vec<(String, Vec<i32>)> {
+    for i in 0..config_int(config, "num_hidden_layers") {
+        for (name, width) in extra {
+            tensors.push((format!("model.layers.{i}.{name}"), vec![*width]));
+        }
+    }
+    tensors
+}
+
 fn llama_tensors(config: &Value) -> Vec<(String, Vec<i32>)> {
     let get = |k: &str| config_int(config, k);
     let [vocab, hidden, inter, heads, kv_heads, head_dim] = [
@@ -459,5 +531,7 @@ mod tests {
         // SmolLM2-135M: 134.5M parameters; Llama-3.2-1B: 1.236B.
         assert_eq!(count("llama-135m"), 134_515_008);
         assert_eq!(count("llama-1b"), 1_235_814_400);
+        // 8 of Qwen3-0.6B's layers (15.73M each) and a 32000-token table.
+        assert_eq!(count("qwen3-small"), 8 * 15_730_944 + 32000 * 1024 + 1024);
     }
 }
