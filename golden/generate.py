@@ -291,6 +291,9 @@ def build_case(case: Case, out_root: Path) -> str:
         cap = getattr(model.config, "final_logit_softcapping", None)  # Gemma's final soft-cap
         if cap is not None:
             head_logits = torch.tanh(head_logits / cap) * cap
+        scaling = getattr(model.config, "logits_scaling", None)  # Granite divides the logits
+        if scaling is not None:
+            head_logits = head_logits / scaling
     if masked_max_abs(head_logits, logits, attention_mask) > 1e-5:
         raise RuntimeError(f"case {case.name}: last hidden state is not the output head's input")
     for t in [logits, *hidden]:
@@ -656,10 +659,12 @@ import olmo2_cases  # noqa: E402  (cargo xtask add-arch)
 import granite_cases  # noqa: E402  (cargo xtask add-arch)
 import smollm3_cases  # noqa: E402  (cargo xtask add-arch)
 CASES: dict[str, Callable[[], Case]] = {
-    "smollm3-tiny": smollm3_cases.case_smollm3_tiny,
-    "granite-tiny": granite_cases.case_granite_tiny,
+    "smollm3-nope-sliding": smollm3_cases.case_smollm3_nope_sliding,
+    "granite-multipliers": granite_cases.case_granite_multipliers,
     "olmo2-qknorm-postnorm": olmo2_cases.case_olmo2_qknorm_postnorm,
-    "phi3-tiny": phi3_cases.case_phi3_tiny,
+    "phi3-longrope-long-prompt": phi3_cases.case_phi3_longrope_long_prompt,
+    "phi3-longrope-switch-in-generation": phi3_cases.case_phi3_longrope_switch_in_generation,
+    "phi3-longrope-v4-config": phi3_cases.case_phi3_longrope_v4_config,
     "gemma3-text-tiny": gemma3_text_cases.case_gemma3_text_tiny,
     "gemma2-softcap-sliding": gemma2_cases.case_gemma2_softcap_sliding,
     "gemma2-batch-leftpad-v4": gemma2_cases.case_gemma2_batch_leftpad_v4,

@@ -34,8 +34,8 @@ pub fn run(
     prompts: &[Vec<u32>],
     config: &GenerationConfig,
 ) -> anyhow::Result<BatchResponse> {
-    let config = crate::textgen::with_eos(config, &model.eos_ids);
-    let net = model.loaded.model.as_ref();
+    let config = crate::textgen::with_eos(config, &model.config.eos_token_id);
+    let net = model.model.model.as_ref();
     Ok(batch_generate(net, &model.tokenizer, prompts, &config)?)
 }
 

@@ -47,12 +47,12 @@ pub fn print_beams(
     config: &GenerationConfig,
 ) -> anyhow::Result<()> {
     let mut config = config.clone();
-    for &id in &model.eos_ids {
+    for &id in &model.config.eos_token_id {
         if !config.eos_token_id.contains(&id) {
             config.eos_token_id.push(id);
         }
     }
-    let out = beam_search(model.loaded.model.as_ref(), prompt, &config)?;
+    let out = beam_search(model.model.model.as_ref(), prompt, &config)?;
     for (rank, hyp) in out.hypotheses.iter().enumerate() {
         let text = model.tokenizer.decode(&hyp.tokens, true)?;
         println!(

@@ -11,30 +11,34 @@ use forge_core::chat_template::Message;
 use forge_core::GenerationConfig;
 
 use crate::textgen::{self, print_flush};
-use crate::{draft, harmony, Models};
+use crate::{draft, Models};
 
-/// Runs the chat loop on stdin / stdout.
+/// Runs the chat loop on stdin / stdout: prompts rendered by the
+/// architecture's registered prompt format (gpt-oss: Harmony, each reply
+/// read back to its final answer) or else by the tokenizer's chat
+/// template (each reply streamed).
 pub fn run(models: Models, system: Option<&str>, config: &GenerationConfig) -> anyhow::Result<()> {
     let model = textgen::model_or_default(models.model)?;
     let text_model = textgen::load(&model, models.dtype)?;
     let draft_model = draft::load(models.draft, models.dtype)?;
     let draft_net = draft_model.as_ref().map(|d| d.model.as_ref());
-    if harmony::speaks_harmony(text_model.loaded.architecture.model_type) {
-        if draft_net.is_some() {
-            anyhow::bail!("--draft-model: not supported in chat with a Harmony (gpt-oss) model");
-        }
-        return harmony::chat(&text_model, system, config);
-    }
-    let template = text_model
-        .tokenizer
-        .chat_template
-        .as_ref()
-        .context("this model has no chat template; use `forge generate`")?;
+    let format = textgen::prompt_format(&text_model);
+    let template = match format {
+        Some(_) => None,
+        None => Some(
+            text_model
+                .tokenizer
+                .chat_template
+                .as_ref()
+                .context("this model has no chat template; use `forge generate`")?,
+        ),
+    };
     let start: Vec<Message> = system
         .map(|s| vec![Message::new("system", s)])
         .unwrap_or_default();
     let mut messages = start.clone();
-    eprintln!("[forge] chat: type a message; /reset starts over, /exit leaves");
+    let through = format.map_or(String::new(), |f| format!(" ({})", f.name));
+    eprintln!("[forge] chat{through}: type a message; /reset starts over, /exit leaves");
     let mut lines = std::io::stdin().lock().lines();
     loop {
         let line = match next_input(&mut lines)? {
@@ -46,12 +50,32 @@ pub fn run(models: Models, system: Option<&str>, config: &GenerationConfig) -> a
             Input::Message(line) => line,
         };
         messages.push(Message::new("user", line));
-        let prompt = template.render(&messages, true, &serde_json::Map::new())?;
+        let prompt = match (format, template) {
+            (Some(format), _) => (format.render)(&messages)?,
+            (None, template) => template
+                .context("this model has no chat template")?
+                .render(&messages, true, &serde_json::Map::new())?,
+        };
         let ids = text_model.tokenizer.encode(&prompt, false)?;
-        let reply =
-            textgen::generate_with_draft(&text_model, draft_net, &ids, config, print_flush)?;
-        println!();
-        messages.push(Message::new("assistant", reply.text.trim()));
+        let stream = |text: &str| {
+            if format.is_none() {
+                print_flush(text)
+            }
+        };
+        let reply = textgen::generate_with_draft(&text_model, draft_net, &ids, config, stream)?;
+        let answer = match format {
+            Some(format) => {
+                let decoded = text_model.tokenizer.decode(&reply.tokens, false)?;
+                (format.parse)(&decoded).answer
+            }
+            None => reply.text.trim().to_string(),
+        };
+        if format.is_some() {
+            println!("{answer}");
+        } else {
+            println!();
+        }
+        messages.push(Message::new("assistant", answer));
     }
     Ok(())
 }

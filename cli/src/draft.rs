@@ -25,8 +25,8 @@ pub fn load(
     let Some(path) = draft else {
         return Ok(None);
     };
-    let (loaded, _) =
-        crate::inspect::load_with_dtype(path, dtype).with_context(|| format!("loading {path}"))?;
+    let (loaded, _) = forge_core::loader::load_model_as(path, dtype.request())
+        .with_context(|| format!("loading {path}"))?;
     Ok(Some(loaded))
 }
 

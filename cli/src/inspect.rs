@@ -2,16 +2,16 @@
 
 use std::collections::BTreeMap;
 
-use forge_core::loader::{
-    fastest_weight_dtype, system_memory_bytes, weight_file_bytes, Backend, WeightDtypeChoice,
-};
+use forge_core::loader::{load_model_as, WeightDtype};
 use forge_core::mlx_rs::Dtype;
-use forge_core::{hub, load_model, LoadOptions, LoadedModel};
 
 /// Loads `model` (not strict, so unknown keys are shown rather than fatal)
 /// and prints its plan.
 pub fn run(model: &str, context: usize, dtype: DtypeFlag) -> anyhow::Result<()> {
-    let (loaded, choice) = load_with_dtype(model, dtype)?;
+    let (loaded, mut choice) = load_model_as(model, dtype.request())?;
+    if dtype != DtypeFlag::Plan {
+        choice.reason = format!("--dtype {dtype}");
+    }
     print!("{}", render(&loaded, context)?);
     let run = match choice.dtype {
         Some(dtype) => format!("{dtype:?}").to_lowercase(),
@@ -24,7 +24,7 @@ pub fn run(model: &str, context: usize, dtype: DtypeFlag) -> anyhow::Result<()> 
 /// `--dtype`: the weight dtype to run in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DtypeFlag {
-    /// The fastest on this backend (see [`fastest_weight_dtype`]).
+    /// The fastest on this backend (see `forge_core::loader::fastest_weight_dtype`).
     Plan,
     /// As the checkpoint stores them (quantized stays quantized).
     Stored,
@@ -48,45 +48,17 @@ impl std::fmt::Display for DtypeFlag {
     }
 }
 
-/// Loads `model` with the weight dtype `flag` asks for.
-pub fn load_with_dtype(
-    model: &str,
-    flag: DtypeFlag,
-) -> anyhow::Result<(LoadedModel, WeightDtypeChoice)> {
-    let options = LoadOptions::default();
-    let path = std::path::Path::new(model);
-    let dir = if path.is_file() {
-        path.to_path_buf()
-    } else {
-        hub::resolve(model, &options.hub)?
-    };
-    let forced = |dtype: Option<Dtype>| WeightDtypeChoice {
-        dtype,
-        reason: format!("--dtype {flag}"),
-    };
-    let choice = match flag {
-        DtypeFlag::Plan => fastest_weight_dtype(
-            Backend::current(),
-            if dir.is_file() {
-                std::fs::metadata(&dir).map(|m| m.len()).unwrap_or(0)
-            } else {
-                weight_file_bytes(&dir)
-            },
-            system_memory_bytes(),
-        ),
-        DtypeFlag::Stored => forced(None),
-        DtypeFlag::F32 => forced(Some(Dtype::Float32)),
-        DtypeFlag::Bf16 => forced(Some(Dtype::Bfloat16)),
-        DtypeFlag::F16 => forced(Some(Dtype::Float16)),
-    };
-    // Float32 asked for: quantized weights (a GGUF's Q4_1, say) are
-    // dequantized too, since MLX's CPU backend multiplies f32 far faster.
-    let options = LoadOptions {
-        dtype: choice.dtype,
-        dequantize: choice.dtype == Some(Dtype::Float32),
-        ..options
-    };
-    Ok((load_model(&dir.to_string_lossy(), &options)?, choice))
+impl DtypeFlag {
+    /// The request it stands for.
+    pub fn request(self) -> WeightDtype {
+        match self {
+            DtypeFlag::Plan => WeightDtype::Plan,
+            DtypeFlag::Stored => WeightDtype::Stored,
+            DtypeFlag::F32 => WeightDtype::Fixed(Dtype::Float32),
+            DtypeFlag::Bf16 => WeightDtype::Fixed(Dtype::Bfloat16),
+            DtypeFlag::F16 => WeightDtype::Fixed(Dtype::Float16),
+        }
+    }
 }
 
 /// The plan as text.

@@ -5,7 +5,6 @@ mod beams;
 mod chat;
 mod draft;
 mod embed_image;
-mod harmony;
 mod inspect;
 mod plugins;
 mod textgen;
@@ -359,7 +358,7 @@ fn cache_prompt(
         prefill_step_size: textgen::PREFILL_STEP,
         ..Default::default()
     };
-    let net = text_model.loaded.model.as_ref();
+    let net = text_model.model.model.as_ref();
     let mut cache = forge_core::generation::prompt_cache::cache_for(net, &config)?;
     forge_core::generation::prompt_cache::fill_prompt_cache(
         net,
@@ -386,9 +385,15 @@ fn encode_prompt(
     chat: Option<Option<&str>>,
     template_args: &serde_json::Map<String, serde_json::Value>,
 ) -> anyhow::Result<Vec<u32>> {
-    if harmony::speaks_harmony(text_model.loaded.architecture.model_type) {
-        let system = chat.flatten();
-        let text = harmony::prompt(prompt, system)?;
+    if let Some(format) = textgen::prompt_format(text_model) {
+        // A registered prompt format (gpt-oss: Harmony) always renders a
+        // conversation, with or without --chat-template.
+        let mut messages = Vec::new();
+        if let Some(system) = chat.flatten() {
+            messages.push(forge_core::chat_template::Message::new("system", system));
+        }
+        messages.push(forge_core::chat_template::Message::new("user", prompt));
+        let text = (format.render)(&messages)?;
         return Ok(text_model.tokenizer.encode(&text, false)?);
     }
     let Some(system) = chat else {
@@ -433,12 +438,12 @@ fn batch_generate(
         .map(|t| encode_prompt(&text_model, t, prompt.chat, &template_args))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let response = batch::run(&text_model, &ids, config)?;
-    let harmony = harmony::speaks_harmony(text_model.loaded.architecture.model_type);
+    let format = textgen::prompt_format(&text_model);
     for (i, result) in response.results.iter().enumerate() {
         println!("{}", batch::header(i, result));
-        if harmony {
+        if let Some(format) = format {
             let decoded = text_model.tokenizer.decode(&result.tokens, false)?;
-            harmony::print_output(&decoded, verbose);
+            textgen::print_reply(&(format.parse)(&decoded), verbose);
         } else {
             println!("{}", result.text);
         }
@@ -491,9 +496,9 @@ fn generate(
     let text_model = textgen::load(&model, models.dtype)?;
     let draft_model = draft::load(models.draft, models.dtype)?;
     let draft_net = draft_model.as_ref().map(|d| d.model.as_ref());
-    // gpt-oss speaks Harmony: its prompt is always a rendered conversation,
-    // and its output is read back into channels once generation ends.
-    let harmony = harmony::speaks_harmony(text_model.loaded.architecture.model_type);
+    // A model with its own prompt format (gpt-oss: Harmony) has its output
+    // read back through the format once generation ends, not streamed.
+    let format = textgen::prompt_format(&text_model);
     let ids = encode_prompt(&text_model, prompt, chat, &template_args)?;
     if config.num_beams > 1 {
         if !images.is_empty() {
@@ -502,13 +507,13 @@ fn generate(
         return beams::print_beams(&text_model, &ids, config);
     }
     let stream = |text: &str| {
-        if !harmony {
+        if format.is_none() {
             textgen::print_flush(text)
         }
     };
     let out = match (images.as_slice(), cache_file.as_deref()) {
         ([], Some(file)) => {
-            let net = text_model.loaded.model.as_ref();
+            let net = text_model.model.model.as_ref();
             let saved = forge_core::generation::prompt_cache::load_prompt_cache(
                 file,
                 net,
@@ -528,9 +533,9 @@ fn generate(
             textgen::generate_with_images(&text_model, &ids, &pixels, config, stream)?
         }
     };
-    if harmony {
+    if let Some(format) = format {
         let decoded = text_model.tokenizer.decode(&out.tokens, false)?;
-        harmony::print_output(&decoded, verbose);
+        textgen::print_reply(&(format.parse)(&decoded), verbose);
     } else {
         println!();
     }

@@ -5,31 +5,24 @@
 //! UTF-8 character).
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use forge_core::generation::generate::{stream_generate, stream_generate_with_images, TextStream};
 use forge_core::generation::speculative::{stream_generate_with_draft, DraftStats};
+use forge_core::llm::Llm;
 use forge_core::mlx_rs::Array;
 use forge_core::models::DEFAULT_MODEL;
-use forge_core::tokenizer::Tokenizer;
-use forge_core::{GenerationConfig, LoadedModel, Model};
+use forge_core::{GenerationConfig, Model};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value};
 
 /// Prompt tokens run through the model per forward pass.
 pub const PREFILL_STEP: usize = 512;
 
-/// A loaded model with its tokenizer.
-pub struct TextModel {
-    /// The model and what was learned loading it.
-    pub loaded: LoadedModel,
-    /// Its tokenizer.
-    pub tokenizer: Tokenizer,
-    /// Token ids that end a reply.
-    pub eos_ids: Vec<u32>,
-}
+/// A loaded model with its tokenizer and EOS ids (`config.eos_token_id`):
+/// the library's [`Llm`], which the CLI loads every model through.
+pub type TextModel = Llm;
 
 /// The model path `--model` names, or the default model when it is absent.
 pub fn model_or_default(model: Option<&str>) -> anyhow::Result<String> {
@@ -49,42 +42,17 @@ pub fn model_or_default(model: Option<&str>) -> anyhow::Result<String> {
 pub fn load(model: &str, dtype: crate::inspect::DtypeFlag) -> anyhow::Result<TextModel> {
     let started = Instant::now();
     let spinner = Spinner::start(format!("loading {model}"));
-    let loaded = crate::inspect::load_with_dtype(model, dtype).map(|(loaded, _)| loaded);
+    let loaded = Llm::load_as(model, dtype.request());
     spinner.stop();
-    let loaded = loaded.with_context(|| format!("loading {model}"))?;
-    let tokenizer = loaded.tokenizer()?;
-    let mut eos_ids: Vec<u32> = tokenizer
-        .eos_token
-        .iter()
-        .filter_map(|t| tokenizer.token_id(t))
-        .collect();
-    if let Some(ids) = loaded.config.json().get("eos_token_id") {
-        let more: Vec<u32> = match ids {
-            serde_json::Value::Array(items) => items
-                .iter()
-                .filter_map(|v| v.as_u64())
-                .map(|v| v as u32)
-                .collect(),
-            v => v.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
-        };
-        for id in more {
-            if !eos_ids.contains(&id) {
-                eos_ids.push(id);
-            }
-        }
-    }
+    let (llm, _) = loaded.with_context(|| format!("loading {model}"))?;
     eprintln!(
         "[forge] loaded {} ({}, {} layers) in {:.2}s",
         model,
-        loaded.architecture.model_type,
-        loaded.model.num_layers(),
+        llm.model.architecture.model_type,
+        llm.model.model.num_layers(),
         started.elapsed().as_secs_f64()
     );
-    Ok(TextModel {
-        loaded,
-        tokenizer,
-        eos_ids,
-    })
+    Ok(llm)
 }
 
 /// Sampling and stopping flags, named like mlx_lm.generate's.
@@ -185,18 +153,9 @@ pub struct Generated {
 
 /// Generates after `prompt` (token ids) with forge-core's generation loop
 /// (`config`; the model's EOS ids are added), calling `on_text` with each
-/// new piece of text as soon as it is settled.
-pub fn generate(
-    model: &TextModel,
-    prompt: &[u32],
-    config: &GenerationConfig,
-    on_text: impl FnMut(&str),
-) -> anyhow::Result<Generated> {
-    generate_with_draft(model, None, prompt, config, on_text)
-}
-
-/// Like [`generate`], with a draft model proposing tokens when one is
-/// given (speculative decoding; the output is what `model` alone gives).
+/// new piece of text as soon as it is settled; with a draft model
+/// proposing tokens when one is given (speculative decoding; the output is
+/// what `model` alone gives).
 pub fn generate_with_draft(
     model: &TextModel,
     draft: Option<&dyn Model>,
@@ -204,7 +163,7 @@ pub fn generate_with_draft(
     config: &GenerationConfig,
     on_text: impl FnMut(&str),
 ) -> anyhow::Result<Generated> {
-    let net = model.loaded.model.as_ref();
+    let net = model.model.model.as_ref();
     run(model, config, on_text, |config| match draft {
         Some(draft) => stream_generate_with_draft(net, draft, &model.tokenizer, prompt, config),
         None => stream_generate(net, &model.tokenizer, prompt, config),
@@ -220,7 +179,7 @@ pub fn generate_with_cache(
     config: &GenerationConfig,
     on_text: impl FnMut(&str),
 ) -> anyhow::Result<Generated> {
-    let net = model.loaded.model.as_ref();
+    let net = model.model.model.as_ref();
     run(model, config, on_text, |config| {
         let generator = forge_core::generation::generate::TokenGenerator::with_cache(
             net, cache, prompt, config,
@@ -243,7 +202,7 @@ pub fn generate_with_images(
     config: &GenerationConfig,
     on_text: impl FnMut(&str),
 ) -> anyhow::Result<Generated> {
-    let net = model.loaded.model.as_ref();
+    let net = model.model.model.as_ref();
     run(model, config, on_text, |config| {
         stream_generate_with_images(net, &model.tokenizer, prompt, pixel_values, config)
     })
@@ -257,7 +216,7 @@ fn run<'m>(
     mut on_text: impl FnMut(&str),
     start: impl FnOnce(&GenerationConfig) -> forge_core::Result<TextStream<'m, 'm>>,
 ) -> anyhow::Result<Generated> {
-    let config = with_eos(config, &model.eos_ids);
+    let config = with_eos(config, &model.config.eos_token_id);
     let mut out = Generated {
         tokens: Vec::new(),
         text: String::new(),
@@ -305,48 +264,46 @@ pub fn print_flush(text: &str) {
     let _ = std::io::stdout().flush();
 }
 
-/// A spinner on stderr while something slow runs (only on a terminal).
-struct Spinner {
-    running: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+/// A spinner with the elapsed time on stderr (indicatif) while a model
+/// loads; one plain line when stderr is not a terminal.
+struct Spinner(Option<ProgressBar>);
 
 impl Spinner {
     fn start(label: String) -> Self {
-        let running = Arc::new(AtomicBool::new(true));
         if !std::io::stderr().is_terminal() {
             eprintln!("[forge] {label} ...");
-            return Spinner {
-                running,
-                thread: None,
-            };
+            return Spinner(None);
         }
-        let flag = running.clone();
-        let thread = std::thread::spawn(move || {
-            let frames = ['|', '/', '-', '\\'];
-            let started = Instant::now();
-            let mut i = 0;
-            while flag.load(Ordering::Relaxed) {
-                eprint!(
-                    "\r[forge] {label} {} {:.1}s",
-                    frames[i % frames.len()],
-                    started.elapsed().as_secs_f64()
-                );
-                i += 1;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            eprint!("\r\x1b[2K");
-        });
-        Spinner {
-            running,
-            thread: Some(thread),
-        }
+        let bar = ProgressBar::new_spinner();
+        let style = ProgressStyle::with_template("[forge] {msg} {spinner} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        bar.set_style(style);
+        bar.set_message(label);
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Spinner(Some(bar))
     }
 
-    fn stop(mut self) {
-        self.running.store(false, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+    fn stop(self) {
+        if let Some(bar) = self.0 {
+            bar.finish_and_clear();
         }
     }
+}
+
+/// The prompt format the model's architecture registered (gpt-oss:
+/// Harmony), used instead of the tokenizer's chat template.
+pub fn prompt_format(model: &TextModel) -> Option<&'static forge_core::registry::PromptFormat> {
+    forge_core::registry::prompt_format(model.model.architecture.model_type)
+}
+
+/// Prints a reply read through a prompt format: the answer on stdout and,
+/// with `verbose`, its details (reasoning, tool calls) on stderr first.
+pub fn print_reply(reply: &forge_core::registry::ParsedReply, verbose: bool) {
+    if verbose {
+        for detail in &reply.details {
+            eprintln!("{detail}");
+        }
+        eprintln!("[final]");
+    }
+    println!("{}", reply.answer);
 }

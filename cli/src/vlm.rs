@@ -18,7 +18,7 @@ pub fn prepare(
     ids: &[u32],
     images: &[PathBuf],
 ) -> anyhow::Result<(Vec<u32>, Array)> {
-    let loaded = &model.loaded;
+    let loaded = &model.model;
     let Some(tokens) = loaded.model.image_tokens() else {
         bail!(
             "--image: `{}` does not take images (a vision-language model such as llava does)",

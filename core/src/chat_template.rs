@@ -110,45 +110,21 @@ fn raise_exception(message: String) -> std::result::Result<JinjaValue, JinjaErro
 
 fn strftime_now(format: String) -> String {
     // Templates use this for "today's date" lines; UTC is what a server has.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (year, month, day) = civil_from_days(now.div_euclid(86_400));
-    const MONTHS: [&str; 12] = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
+    let now = time::OffsetDateTime::now_utc();
+    let month = now.month();
+    let name = month.to_string();
     format
-        .replace("%Y", &format!("{year:04}"))
-        .replace("%m", &format!("{month:02}"))
-        .replace("%d", &format!("{day:02}"))
-        .replace("%B", MONTHS[(month - 1) as usize])
-        .replace("%b", &MONTHS[(month - 1) as usize][..3])
+        .replace("%Y", &format!("{:04}", now.year()))
+        .replace("%m", &format!("{:02}", u8::from(month)))
+        .replace("%d", &format!("{:02}", now.day()))
+        .replace("%B", &name)
+        .replace("%b", &name[..3])
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// Today's date in UTC as `YYYY-MM-DD`, what a template's
+/// `strftime_now("%Y-%m-%d")` writes (Harmony's "Current date" line).
+pub fn today_utc() -> String {
+    strftime_now("%Y-%m-%d".into())
 }
 
 fn tojson(
@@ -223,8 +199,15 @@ mod tests {
     }
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_779), (2026, 11, 22));
+    fn today_is_an_iso_date_and_month_names_are_english() {
+        let today = today_utc();
+        let parts: Vec<&str> = today.split('-').collect();
+        assert_eq!(parts.len(), 3, "{today}");
+        assert!(parts[0].len() == 4 && parts[1].len() == 2 && parts[2].len() == 2);
+        let month: u8 = parts[1].parse().unwrap();
+        let long = strftime_now("%B".into());
+        let months = time::Month::January;
+        assert_eq!(long, months.nth_next(month - 1).to_string());
+        assert_eq!(strftime_now("%b".into()), long[..3]);
     }
 }

@@ -1,5 +1,7 @@
-//! The small API for applications that just want an LLM: load once, then
-//! `generate(prompt) -> String`, with the chat template on request.
+//! The small API for applications that just want an LLM: load once (a
+//! model folder, a GGUF file or a hub id, weights in the planned dtype),
+//! then `generate(prompt) -> String`, with the chat template on request.
+//! The `forge` CLI loads its models through it.
 //!
 //! ```no_run
 //! # fn main() -> forge_core::Result<()> {
@@ -14,7 +16,7 @@ use crate::chat_template::Message;
 use crate::error::{Error, Result};
 use crate::generation::generate::{generate, stream_generate, TextStream};
 use crate::generation::generation_config::GenerationConfig;
-use crate::loader::{load_model, LoadOptions, LoadedModel};
+use crate::loader::{load_model_as, LoadedModel, WeightDtype, WeightDtypeChoice};
 use crate::tokenizer::{read_json, Tokenizer};
 
 /// A loaded model with its tokenizer and default generation settings.
@@ -38,14 +40,21 @@ impl std::fmt::Debug for Llm {
 }
 
 impl Llm {
-    /// Loads a model folder or hub id (with its `tokenizer.json`).
+    /// Loads a model folder, GGUF file or hub id with its tokenizer, the
+    /// weights in the fastest dtype for this backend.
     pub fn load(model: &str) -> Result<Self> {
-        let model = load_model(model, &LoadOptions::default())?;
-        let tokenizer = Tokenizer::from_dir(&model.dir)?;
-        Ok(Self::from_parts(model, tokenizer))
+        Ok(Self::load_as(model, WeightDtype::Plan)?.0)
     }
 
-    /// Wraps a model and tokenizer loaded elsewhere (e.g. from GGUF).
+    /// [`Llm::load`] with the weight dtype `dtype` asks for; also returns
+    /// the dtype chosen and why.
+    pub fn load_as(model: &str, dtype: WeightDtype) -> Result<(Self, WeightDtypeChoice)> {
+        let (model, choice) = load_model_as(model, dtype)?;
+        let tokenizer = model.tokenizer()?;
+        Ok((Self::from_parts(model, tokenizer), choice))
+    }
+
+    /// Wraps a model and tokenizer loaded elsewhere.
     pub fn from_parts(model: LoadedModel, tokenizer: Tokenizer) -> Self {
         let config = GenerationConfig {
             eos_token_id: eos_token_ids(&model, &tokenizer),

@@ -247,6 +247,58 @@ pub fn fastest_weight_dtype(
     }
 }
 
+/// The weight dtype a caller asks for (the CLI's `--dtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightDtype {
+    /// The fastest on this backend ([`fastest_weight_dtype`]).
+    Plan,
+    /// As the checkpoint stores them (quantized stays quantized).
+    Stored,
+    /// Floating-point weights cast to this dtype; float32 also dequantizes
+    /// quantized weights (MLX's CPU backend multiplies f32 far faster).
+    Fixed(Dtype),
+}
+
+/// Loads a model folder, GGUF file or hub id (not strict: unknown config
+/// keys are warnings) with its weights in the dtype `request` asks for;
+/// returns the model and the choice made.
+pub fn load_model_as(
+    model: &str,
+    request: WeightDtype,
+) -> Result<(LoadedModel, WeightDtypeChoice)> {
+    let options = LoadOptions::default();
+    let path = Path::new(model);
+    let resolved = if path.is_file() {
+        path.to_path_buf()
+    } else {
+        hub::resolve(model, &options.hub)?
+    };
+    let choice = match request {
+        WeightDtype::Plan => {
+            let stored = if resolved.is_file() {
+                std::fs::metadata(&resolved).map(|m| m.len()).unwrap_or(0)
+            } else {
+                weight_file_bytes(&resolved)
+            };
+            fastest_weight_dtype(Backend::current(), stored, system_memory_bytes())
+        }
+        WeightDtype::Stored => WeightDtypeChoice {
+            dtype: None,
+            reason: "as stored, asked for".into(),
+        },
+        WeightDtype::Fixed(dtype) => WeightDtypeChoice {
+            dtype: Some(dtype),
+            reason: format!("{} asked for", format!("{dtype:?}").to_lowercase()),
+        },
+    };
+    let options = LoadOptions {
+        dtype: choice.dtype,
+        dequantize: choice.dtype == Some(Dtype::Float32),
+        ..options
+    };
+    Ok((load_model(&resolved.to_string_lossy(), &options)?, choice))
+}
+
 /// Whether quantized weights should be dequantized on `backend`: on MLX's
 /// CPU backend quantized matmuls are far slower than f32 BLAS (about 0.3
 /// GFLOP/s for 4-bit here), so yes when `dequantized_bytes` fit in 3/4 of

@@ -18,6 +18,7 @@
 //! Nothing in forge-core names a plugin; a plugin crate registers only when
 //! it is linked, which the `forge` CLI does for every plugin.
 
+use crate::chat_template::Message;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -74,4 +75,40 @@ pub fn for_config(config: &ModelConfig) -> Result<&'static Architecture> {
             .map(str::to_string)
             .collect(),
     })
+}
+
+/// A prompt format an architecture speaks instead of its tokenizer's chat
+/// template (gpt-oss registers Harmony). The CLI's generate and chat
+/// render prompts and read replies through it when one is registered for
+/// the model's model_type.
+#[derive(Debug)]
+pub struct PromptFormat {
+    /// The model_type (or alias) it serves.
+    pub model_type: &'static str,
+    /// Its name, for messages ("Harmony").
+    pub name: &'static str,
+    /// Renders a conversation (roles "system", "user", "assistant") ready
+    /// for the model's next reply.
+    pub render: fn(&[Message]) -> Result<String>,
+    /// Reads a reply decoded with its special tokens.
+    pub parse: fn(&str) -> ParsedReply,
+}
+
+inventory::collect!(PromptFormat);
+
+/// A reply read through a [`PromptFormat`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParsedReply {
+    /// The answer for the user (and for the next turn of a chat).
+    pub answer: String,
+    /// What else the model wrote (reasoning, tool calls), one labelled
+    /// line or block each, for verbose output.
+    pub details: Vec<String>,
+}
+
+/// The prompt format registered for `model_type`, if any.
+pub fn prompt_format(model_type: &str) -> Option<&'static PromptFormat> {
+    inventory::iter::<PromptFormat>
+        .into_iter()
+        .find(|f| f.model_type == model_type)
 }

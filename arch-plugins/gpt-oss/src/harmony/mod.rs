@@ -14,16 +14,15 @@
 //! output back, incrementally, into reasoning, final text, commentary and
 //! tool calls.
 
-pub mod json;
+pub mod format;
 pub mod messages;
 pub mod parse;
 pub mod render;
 
+pub use forge_core::chat_template::today_utc;
 pub use messages::{messages_from_openai, tools_from_openai};
 pub use parse::{HarmonyOutput, HarmonyParser, ParsedMessage, StreamDelta};
-pub use render::{
-    render_assistant_messages, render_conversation, today_utc, user_prompt, RenderOptions,
-};
+pub use render::{render_assistant_messages, render_conversation, user_prompt, RenderOptions};
 
 /// The special tokens of the format.
 pub mod tokens {

@@ -6,9 +6,9 @@
 //! then the turns. Reasoning of earlier turns is dropped, except the
 //! reasoning that led to a tool call not yet answered by a final message.
 
+use forge_core::chat_template::{python_json, today_utc};
 use serde_json::Value;
 
-use super::json::to_template_json;
 use super::tokens::{CALL, CHANNEL, END, MESSAGE, RETURN, START};
 use super::{ChatMessage, HarmonyError, ReasoningEffort, ToolSpec};
 
@@ -92,7 +92,7 @@ pub fn render_conversation(
                 out.push_str(CHANNEL);
                 out.push_str("commentary");
                 out.push_str(MESSAGE);
-                out.push_str(&to_template_json(&Value::String(text.clone())));
+                out.push_str(&template_json(&Value::String(text.clone())));
                 out.push_str(END);
             }
             ChatMessage::Assistant {
@@ -134,7 +134,7 @@ pub fn render_conversation(
                     out.push_str(CHANNEL);
                     out.push_str("commentary json");
                     out.push_str(MESSAGE);
-                    out.push_str(&to_template_json(&call.arguments));
+                    out.push_str(&template_json(&call.arguments));
                     out.push_str(CALL);
                     last_tool_call = Some(&call.name);
                 } else if is_last && !options.add_generation_prompt {
@@ -275,7 +275,7 @@ fn tool_namespace(namespace: &str, tools: &[ToolSpec]) -> Result<String, Harmony
                         })
                     }
                     (None, value) => {
-                        out.push_str(&format!(", // default: {}", to_template_json(value)))
+                        out.push_str(&format!(", // default: {}", template_json(value)))
                     }
                 }
             }
@@ -379,29 +379,11 @@ fn typescript_type(tool: &str, spec: &Value) -> Result<String, HarmonyError> {
     Ok(text)
 }
 
-/// Today's date in UTC as `YYYY-MM-DD` (what the template's
-/// `strftime_now("%Y-%m-%d")` writes).
-pub fn today_utc() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    civil_date((secs / 86_400) as i64)
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01.
-fn civil_date(days: i64) -> String {
-    // Shift to a calendar starting on 0000-03-01, in 400-year eras.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+/// `value` as the template's `tojson` writes it (Python's `json.dumps`).
+fn template_json(value: &Value) -> String {
+    let mut out = String::new();
+    python_json(value, None, 0, &mut out);
+    out
 }
 
 /// The prompt for a single user message, ready for the model to answer
@@ -415,17 +397,4 @@ pub fn user_prompt(text: &str, reasoning_effort: ReasoningEffort) -> String {
     };
     // A lone user message has nothing the template can refuse.
     render_conversation(&[ChatMessage::User(text.to_string())], &options).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::civil_date;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_date(0), "1970-01-01");
-        assert_eq!(civil_date(59), "1970-03-01");
-        assert_eq!(civil_date(11_016), "2000-02-29");
-        assert_eq!(civil_date(20_413), "2025-11-21");
-    }
 }
