@@ -658,7 +658,16 @@ import phi3_cases  # noqa: E402  (cargo xtask add-arch)
 import olmo2_cases  # noqa: E402  (cargo xtask add-arch)
 import granite_cases  # noqa: E402  (cargo xtask add-arch)
 import smollm3_cases  # noqa: E402  (cargo xtask add-arch)
+import mixtral_cases  # noqa: E402  (cargo xtask add-arch)
+import qwen3_moe_cases  # noqa: E402  (cargo xtask add-arch)
+import qwen2_moe_cases  # noqa: E402  (cargo xtask add-arch)
 CASES: dict[str, Callable[[], Case]] = {
+    "qwen2-moe-shared-expert": qwen2_moe_cases.case_qwen2_moe_shared_expert,
+    "qwen2-moe-dense-first": qwen2_moe_cases.case_qwen2_moe_dense_first,
+    "qwen3-moe-dense-layer-sliding": qwen3_moe_cases.case_qwen3_moe_dense_layer_sliding,
+    "qwen3-moe-sparse-step": qwen3_moe_cases.case_qwen3_moe_sparse_step,
+    "mixtral-top2-sliding": mixtral_cases.case_mixtral_top2_sliding,
+    "mixtral-batch-leftpad": mixtral_cases.case_mixtral_batch_leftpad,
     "smollm3-nope-sliding": smollm3_cases.case_smollm3_nope_sliding,
     "granite-multipliers": granite_cases.case_granite_multipliers,
     "olmo2-qknorm-postnorm": olmo2_cases.case_olmo2_qknorm_postnorm,

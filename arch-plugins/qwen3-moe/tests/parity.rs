@@ -1,0 +1,25 @@
+//! The qwen3_moe golden cases, loaded as users load models and checked
+//! against Hugging Face transformers (logits, every hidden state, greedy
+//! tokens, cache consistency).
+
+use std::path::Path;
+
+use forge_parity::{render_table, run_case, select_cases, RunOptions};
+
+/// Links the plugin so it registers.
+extern crate forge_qwen3_moe;
+
+#[test]
+fn golden_cases_pass() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../golden");
+    let cases = select_cases(&golden, Some("qwen3_moe")).unwrap_or_else(|e| {
+        panic!("{e}\nbuild the fixture first: cargo xtask golden --case qwen3-moe-dense-layer-sliding --case qwen3-moe-sparse-step")
+    });
+    let reports: Vec<_> = cases
+        .iter()
+        .map(|c| run_case(c, &RunOptions::default()))
+        .collect();
+    let table = render_table(&reports);
+    println!("{table}");
+    assert!(reports.iter().all(|r| r.passed()), "{table}");
+}
