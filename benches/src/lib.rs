@@ -15,6 +15,7 @@ extern crate forge_deepseek_v3;
 extern crate forge_gpt_oss;
 extern crate forge_llama;
 extern crate forge_qwen3;
+extern crate forge_qwen3_moe;
 
 pub mod checkpoint;
 pub mod measure;

@@ -50,6 +50,7 @@ impl ModelShape {
                     ],
                 )
             }
+            Some("qwen3_moe") => qwen3_moe_tensors(&self.config),
             _ => llama_tensors(&self.config),
         }
     }
@@ -98,6 +99,21 @@ pub fn all() -> Vec<ModelShape> {
             realistic: true,
             on_demand: false,
             config: qwen3_config(32000, 1024, 3072, 8, (16, 8, 128)),
+        },
+        ModelShape {
+            name: "qwen3-moe-tiny",
+            about: "qwen3_moe, 2 layers of width 64, 8 experts of 32, 2 per token (a quick check)",
+            realistic: false,
+            on_demand: false,
+            config: qwen3_moe_config(256, 64, 2, (4, 2, 16), (8, 32, 2)),
+        },
+        ModelShape {
+            name: "qwen3-moe-small",
+            about: "Qwen3-30B-A3B's structure at width 768: 6 layers, 12 heads / 4 kv heads of 64 \
+                    with q/k norms, 32 experts of 256, 8 per token, renormalised",
+            realistic: true,
+            on_demand: false,
+            config: qwen3_moe_config(32000, 768, 6, (12, 4, 64), (32, 256, 8)),
         },
         ModelShape {
             name: "gpt-oss-tiny",
@@ -403,6 +419,57 @@ fn qwen3_config(
         "bos_token_id": 1,
         "eos_token_id": 2,
     })
+}
+
+fn qwen3_moe_config(
+    vocab: usize,
+    hidden: usize,
+    layers: usize,
+    (heads, kv_heads, head_dim): (usize, usize, usize),
+    (experts, expert_intermediate, per_token): (usize, usize, usize),
+) -> Value {
+    let mut config = qwen3_config(
+        vocab,
+        hidden,
+        3 * hidden,
+        layers,
+        (heads, kv_heads, head_dim),
+    );
+    config["model_type"] = json!("qwen3_moe");
+    config["architectures"] = json!(["Qwen3MoeForCausalLM"]);
+    config["tie_word_embeddings"] = json!(false);
+    config["num_experts"] = json!(experts);
+    config["moe_intermediate_size"] = json!(expert_intermediate);
+    config["num_experts_per_tok"] = json!(per_token);
+    config["norm_topk_prob"] = json!(true);
+    config["decoder_sparse_step"] = json!(1);
+    config["mlp_only_layers"] = json!([]);
+    config
+}
+
+/// Qwen3-MoE's tensors: Qwen3's attention and norms, and in each layer a
+/// router and per-expert projections (the hub layout; the plugin stacks them).
+fn qwen3_moe_tensors(config: &Value) -> Vec<(String, Vec<i32>)> {
+    let get = |k: &str| config_int(config, k);
+    let (hidden, head_dim) = (get("hidden_size"), get("head_dim"));
+    let (experts, inter) = (get("num_experts"), get("moe_intermediate_size"));
+    let mut tensors: Vec<_> = llama_tensors(config)
+        .into_iter()
+        .filter(|(name, _)| !name.contains(".mlp."))
+        .collect();
+    for i in 0..get("num_hidden_layers") {
+        let p = format!("model.layers.{i}");
+        tensors.push((format!("{p}.self_attn.q_norm.weight"), vec![head_dim]));
+        tensors.push((format!("{p}.self_attn.k_norm.weight"), vec![head_dim]));
+        tensors.push((format!("{p}.mlp.gate.weight"), vec![experts, hidden]));
+        for e in 0..experts {
+            let x = format!("{p}.mlp.experts.{e}");
+            tensors.push((format!("{x}.gate_proj.weight"), vec![inter, hidden]));
+            tensors.push((format!("{x}.up_proj.weight"), vec![inter, hidden]));
+            tensors.push((format!("{x}.down_proj.weight"), vec![hidden, inter]));
+        }
+    }
+    tensors
 }
 
 /// `tensors` plus, in every layer, the 1-D tensors `extra` (name, width).
