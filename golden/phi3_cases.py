@@ -8,9 +8,12 @@ a sliding window on every layer when `sliding_window` is set.
 LongRoPE as HF computes it: each forward call picks `short_factor` while
 max(position_ids) + 1 <= original_max_position_embeddings and `long_factor`
 past it; the rotated part is scaled by the attention factor, here
-sqrt(1 + ln(64 / 16) / ln(16)) = sqrt(1.5). In cached generation keys
-already in the cache keep the rotation they got, so a generation that
-crosses the original context switches mid-way. The cases:
+sqrt(1 + ln(64 / 16) / ln(16)) = sqrt(1.5). Within one forward call over
+a cache, cached keys keep the rotation they got; but HF's generate
+(Phi3ForCausalLM.prepare_inputs_for_generation) drops the cache at the
+first step whose sequence reaches original + 1 while at most original
+positions are cached, and recomputes the whole sequence, so after the
+switch every key has the long factors. The cases:
 
 - phi3-longrope-long-prompt: a 24-token prompt past the original 16, so the
   logits use the long factors; ablations prove each feature shows.
@@ -205,7 +208,7 @@ def case_phi3_longrope_switch_in_generation():
             "phi3 as phi3-longrope-long-prompt but with sliding_window 6 on every layer and other "
             "seeds: a 12-token prompt within original_max_position_embeddings 16 (short factors) and "
             "10 greedy tokens, so HF switches to the long factors at the step whose largest position "
-            "is 16 (cached keys keep their short rotation)"
+            "is 16, where its generate drops the cache and recomputes all 17 positions"
         ),
         seed=1706,
         config=tiny_phi3(0.75, 21, sliding_window=6),

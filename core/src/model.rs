@@ -206,6 +206,16 @@ pub trait Model {
         })
     }
 
+    /// Whether generation must empty the cache and run the whole sequence
+    /// again before running `new` positions after `cached` ones. Phi-3's
+    /// LongRoPE rotates with short factors up to its original context and
+    /// long ones past it; HF's `generate` recomputes every key once, when
+    /// the sequence first passes that context, so that all of them carry the
+    /// long factors. Forge's generation does the same when this is true.
+    fn restart_before(&self, _cached: usize, _new: usize) -> bool {
+        false
+    }
+
     /// A test-only fault, used to prove the parity report names the layer
     /// where outputs diverge. Plugins may ignore it.
     fn plant_fault(&mut self, _fault: &Fault) -> bool {

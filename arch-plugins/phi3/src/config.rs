@@ -83,7 +83,11 @@ impl Phi3Args {
         let heads = args.num_attention_heads;
         if heads == 0 || args.kv_heads() == 0 || !heads.is_multiple_of(args.kv_heads()) {
             let expected = format!("a divisor of num_attention_heads ({heads})");
-            return Err(bad("num_key_value_heads", &expected, args.kv_heads().to_string()));
+            return Err(bad(
+                "num_key_value_heads",
+                &expected,
+                args.kv_heads().to_string(),
+            ));
         }
         for (key, value) in [
             ("attention_bias", args.attention_bias),
@@ -100,7 +104,11 @@ impl Phi3Args {
         }
         if !matches!(rope.rope_type, RopeType::Default | RopeType::Longrope) {
             let found = format!("{:?}", rope.rope_type).to_lowercase();
-            return Err(bad("rope_parameters.rope_type", "\"default\" or \"longrope\"", found));
+            return Err(bad(
+                "rope_parameters.rope_type",
+                "\"default\" or \"longrope\"",
+                found,
+            ));
         }
         rope.original_max_position_embeddings = Some(args.original_max_position_embeddings);
         let factor = args.partial_factor();
@@ -110,7 +118,11 @@ impl Phi3Args {
         }
         if args.rotary_dims() < 2 {
             let found = format!("{factor} of head_dim {}", args.head_dim());
-            return Err(bad("partial_rotary_factor", "at least 2 rotated dims", found));
+            return Err(bad(
+                "partial_rotary_factor",
+                "at least 2 rotated dims",
+                found,
+            ));
         }
         Ok(args)
     }

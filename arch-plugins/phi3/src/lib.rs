@@ -21,6 +21,15 @@
 //!   the attention factor (`attention_factor`, or
 //!   `sqrt(1 + ln(f) / ln(original))` with `f = max_position_embeddings /
 //!   original` when `factor` is absent).
+//!
+//!   Generation recomputes as HF's does: `Phi3ForCausalLM` drops the cache
+//!   at the first step whose sequence passes `original` while at most
+//!   `original` positions are cached, and runs the whole sequence again
+//!   (so every key gets the long factors). The plugin asks forge-core's
+//!   generation loops for the same (`CausalLm::with_restart_past`); a
+//!   chunked prefill that crosses `original` likewise reruns the prompt so
+//!   far in one pass. Batch, beam and speculative generation refuse such a
+//!   step with an error instead.
 //! - **Sliding window.** `sliding_window`, when set, applies to every layer.
 //!
 //! Golden cases (golden/phi3_cases.py): `phi3-longrope-long-prompt` (a

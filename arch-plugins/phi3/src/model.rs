@@ -3,8 +3,8 @@
 //! MLP, loaded after `sanitize` splits the fused projections.
 
 use forge_core::decoder::{Attention, AttentionDims, CausalLm, DecoderSpec, PreNormLayer};
-use forge_core::model::{Model, PlanItem};
 use forge_core::mlx_rs::Array;
+use forge_core::model::{Model, PlanItem};
 use forge_core::nn::{Activation, GatedMlp};
 use forge_core::rope::{Rope, RopeType};
 use forge_core::{Error, ModelConfig, Result, TensorMap, Weights};
@@ -35,7 +35,10 @@ pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Phi3> {
         tie_word_embeddings: args.tie_word_embeddings,
         max_context: Some(args.max_position_embeddings),
     };
-    let model = CausalLm::load(weights, spec, layers)?;
+    // HF's generate drops the cache when the sequence first passes the
+    // original context and recomputes it, so every key gets the long factors.
+    let model = CausalLm::load(weights, spec, layers)?
+        .with_restart_past(args.original_max_position_embeddings);
     let plan = plan(&args, &rope);
     Ok(model.with_plan(plan))
 }
@@ -51,7 +54,14 @@ fn load_layer(w: &mut Weights, args: &Phi3Args, i: usize, rope: Rope) -> PreNorm
     };
     // HF's Phi-3 slides every layer's window when `sliding_window` is set.
     let window = args.sliding_window;
-    let attention = Attention::load(w, &format!("{p}.self_attn"), dims, (false, false), rope, window);
+    let attention = Attention::load(
+        w,
+        &format!("{p}.self_attn"),
+        dims,
+        (false, false),
+        rope,
+        window,
+    );
     let mlp = GatedMlp::load(
         w,
         &format!("{p}.mlp"),
@@ -103,13 +113,15 @@ pub fn sanitize(config: &ModelConfig, tensors: TensorMap) -> Result<TensorMap> {
 fn fused(name: &str) -> Option<(&str, &'static [&'static str], &'static str)> {
     const QKV: &[&str] = &["q_proj", "k_proj", "v_proj"];
     const GATE_UP: &[&str] = &["gate_proj", "up_proj"];
-    [".weight", ".scales", ".biases"].into_iter().find_map(|suffix| {
-        let stem = name.strip_suffix(suffix)?;
-        if let Some(prefix) = stem.strip_suffix(".qkv_proj") {
-            return Some((prefix, QKV, suffix));
-        }
-        Some((stem.strip_suffix(".gate_up_proj")?, GATE_UP, suffix))
-    })
+    [".weight", ".scales", ".biases"]
+        .into_iter()
+        .find_map(|suffix| {
+            let stem = name.strip_suffix(suffix)?;
+            if let Some(prefix) = stem.strip_suffix(".qkv_proj") {
+                return Some((prefix, QKV, suffix));
+            }
+            Some((stem.strip_suffix(".gate_up_proj")?, GATE_UP, suffix))
+        })
 }
 
 fn config_count(config: &ModelConfig, key: &str, default: Option<usize>) -> Result<usize> {

@@ -13,7 +13,7 @@ extern crate forge_phi3;
 fn golden_cases_pass() {
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../golden");
     let cases = select_cases(&golden, Some("phi3")).unwrap_or_else(|e| {
-        panic!("{e}\nbuild the fixture first: cargo xtask golden --case phi3-tiny")
+        panic!("{e}\nbuild the fixture first: cargo xtask golden --case phi3-longrope-long-prompt (and phi3-longrope-switch-in-generation, phi3-longrope-v4-config)")
     });
     let reports: Vec<_> = cases
         .iter()

@@ -165,6 +165,7 @@ pub struct CausalLm<L> {
     head: Head,
     final_softcap: Option<f32>,
     logit_scale: Option<f32>,
+    restart_past: Option<usize>,
     family_plan: Vec<PlanItem>,
     faults: Vec<Fault>,
 }
@@ -187,6 +188,7 @@ impl<L: DecoderLayer> CausalLm<L> {
             head,
             final_softcap: None,
             logit_scale: None,
+            restart_past: None,
             family_plan: Vec::new(),
             faults: Vec::new(),
         }
@@ -218,6 +220,13 @@ impl<L: DecoderLayer> CausalLm<L> {
     /// Multiplies the final logits by `scale`.
     pub fn with_logit_scale(mut self, scale: f32) -> Self {
         self.logit_scale = Some(scale);
+        self
+    }
+
+    /// Generation recomputes the whole sequence when it first passes
+    /// `positions` (see [`Model::restart_before`]; Phi-3's LongRoPE).
+    pub fn with_restart_past(mut self, positions: usize) -> Self {
+        self.restart_past = Some(positions);
         self
     }
 
@@ -366,6 +375,10 @@ impl<L: DecoderLayer> Model for CausalLm<L> {
             .map(DecoderLayer::cached_values_per_token)
             .sum();
         values * dtype_bytes(self.embed_tokens.dtype())
+    }
+
+    fn restart_before(&self, cached: usize, new: usize) -> bool {
+        matches!(self.restart_past, Some(past) if cached > 0 && cached <= past && cached + new > past)
     }
 
     fn plan(&self) -> Vec<PlanItem> {

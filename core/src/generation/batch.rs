@@ -335,6 +335,7 @@ fn forward_last(
         attention_mask: cache.mask(t),
         ..Default::default()
     };
+    crate::generation::generate::refuse_restart(model, cache.offset(), t)?;
     let out = model.forward(&input, Some(cache.layers_mut()), &options)?;
     let logits = out.logits.ok_or_else(|| Error::InvalidInput {
         expected: "a causal LM (logits)".into(),

@@ -627,6 +627,8 @@ fn forward(
     cache: &mut [Box<dyn KvCache>],
 ) -> Result<Array> {
     check_context(model, cache, ids.dim(1) as usize)?;
+    let cached = cache.first().map_or(0, |c| c.offset());
+    crate::generation::generate::refuse_restart(model, cached, ids.dim(1) as usize)?;
     let options = ForwardOptions {
         attention_mask: mask,
         ..ForwardOptions::default()

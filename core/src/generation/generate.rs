@@ -33,10 +33,16 @@ pub fn prefill(
 ) -> Result<Array> {
     non_empty(tokens)?;
     let mut pieces = Vec::new();
+    let mut done = 0;
     for piece in tokens.chunks(chunk.max(1)) {
-        let logits = forward_logits(model, piece, cache)?;
+        let (logits, restarted) = forward_after(model, &tokens[..done], piece, cache)?;
         logits.eval()?;
+        if restarted {
+            // The pass covered every position so far.
+            pieces.clear();
+        }
         pieces.push(logits);
+        done += piece.len();
     }
     Ok(ops::concatenate(&pieces, 1)?)
 }
@@ -56,11 +62,37 @@ fn empty_prompt() -> Error {
 }
 
 /// One forward pass over `tokens` through the cache: `[1, T, vocab]` logits.
+/// For loops that cannot run the sequence again, a model that asks for a
+/// restart here ([`Model::restart_before`]) is refused.
 pub(crate) fn forward_logits(
     model: &dyn Model,
     tokens: &[u32],
     cache: &mut [Box<dyn KvCache>],
 ) -> Result<Array> {
+    let cached = cache.first().map_or(0, |c| c.offset());
+    refuse_restart(model, cached, tokens.len())?;
+    run_forward(model, tokens, cache)
+}
+
+/// An error when the model would recompute its sequence before `new`
+/// positions after `cached` ([`Model::restart_before`]), for loops (batch,
+/// beam, speculative) that cannot do that yet.
+pub(crate) fn refuse_restart(model: &dyn Model, cached: usize, new: usize) -> Result<()> {
+    if model.restart_before(cached, new) {
+        return Err(Error::InvalidInput {
+            expected: "a model that keeps its cache (batch, beam and speculative generation \
+                       cannot recompute the sequence)"
+                .into(),
+            found: format!(
+                "a model that recomputes every key once the sequence passes {cached} positions \
+                 (Phi-3's LongRoPE, as HF's generate does); use single-sequence generation"
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn run_forward(model: &dyn Model, tokens: &[u32], cache: &mut [Box<dyn KvCache>]) -> Result<Array> {
     check_context(model, cache, tokens.len())?;
     let out = model.forward(
         &ModelInput::Tokens(token_array(tokens)),
@@ -71,6 +103,37 @@ pub(crate) fn forward_logits(
         expected: "a causal LM (logits)".into(),
         found: "a model without logits".into(),
     })
+}
+
+/// One forward pass over `tokens`, which follow `history` (already in the
+/// cache). When the model asks for a restart ([`Model::restart_before`]),
+/// the cache is emptied and `history` and `tokens` run in one pass, as HF's
+/// generate recomputes them. Returns the logits of the positions computed,
+/// `[1, n, vocab]`, and whether it restarted.
+pub(crate) fn forward_after(
+    model: &dyn Model,
+    history: &[u32],
+    tokens: &[u32],
+    cache: &mut [Box<dyn KvCache>],
+) -> Result<(Array, bool)> {
+    let cached = cache.first().map_or(0, |c| c.offset());
+    if !model.restart_before(cached, tokens.len()) {
+        return Ok((run_forward(model, tokens, cache)?, false));
+    }
+    if history.len() != cached {
+        return Err(Error::InvalidInput {
+            expected: format!(
+                "the {cached} tokens already in the cache, to run them again (the model \
+                 recomputes its keys once the sequence passes that length)"
+            ),
+            found: format!("{} known tokens (a cache made elsewhere)", history.len()),
+        });
+    }
+    for (entry, fresh) in cache.iter_mut().zip(model.new_cache()) {
+        *entry = fresh;
+    }
+    let all = [history, tokens].concat();
+    Ok((run_forward(model, &all, cache)?, true))
 }
 
 /// Greedy decoding: exactly `max_new_tokens` new tokens after `prompt`
@@ -84,13 +147,15 @@ pub fn greedy(
     let mut cache = model.new_cache();
     let logits = prefill(model, prompt, &mut cache, prefill_chunk)?;
     let mut next = last_argmax(&logits)?;
+    let mut seen = prompt.to_vec();
     let mut out = Vec::with_capacity(max_new_tokens);
     for step in 0..max_new_tokens {
         out.push(next);
         if step + 1 == max_new_tokens {
             break;
         }
-        let logits = prefill(model, &[next], &mut cache, 1)?;
+        let (logits, _) = forward_after(model, &seen, &[next], &mut cache)?;
+        seen.push(next);
         next = last_argmax(&logits)?;
     }
     Ok(out)
@@ -155,16 +220,18 @@ fn prefill_quantized(
     let Some((last, rest)) = pieces.split_last() else {
         return Err(empty_prompt());
     };
+    let mut done = 0;
     for piece in rest {
-        forward_logits(model, piece, cache)?;
+        forward_after(model, &tokens[..done], piece, cache)?;
+        done += piece.len();
         quantize_for(cache, config)?;
         // Evaluating the cache frees each chunk's activations before the next.
         let state: Vec<Array> = cache.iter().flat_map(|c| c.state()).collect();
         transforms::eval(&state)?;
     }
-    let logits = forward_tokens(model, last, cache)?;
+    let (logits, _) = forward_after(model, &tokens[..done], last, cache)?;
     quantize_for(cache, config)?;
-    Ok(logits)
+    last_row(&logits)
 }
 
 /// Runs prompt embeddings `[1, T, hidden]` through the model in chunks of
@@ -193,16 +260,6 @@ fn prefill_embeddings(
         last = out.logits;
     }
     let logits = last.ok_or_else(empty_prompt)?;
-    last_row(&logits)
-}
-
-/// One forward pass over `tokens`; the logits of the last position, `[vocab]`.
-fn forward_tokens(
-    model: &dyn Model,
-    tokens: &[u32],
-    cache: &mut [Box<dyn KvCache>],
-) -> Result<Array> {
-    let logits = forward_logits(model, tokens, cache)?;
     last_row(&logits)
 }
 
@@ -440,7 +497,9 @@ impl<'m> TokenGenerator<'m> {
         };
         if finish_reason.is_none() {
             // Queue the next step before handing this token out.
-            let next = forward_tokens(self.model, &[token], &mut self.cache)?;
+            let history = &self.tokens[..self.tokens.len() - 1];
+            let (next, _) = forward_after(self.model, history, &[token], &mut self.cache)?;
+            let next = last_row(&next)?;
             quantize_for(&mut self.cache, &self.config)?;
             transforms::async_eval([&next])?;
             self.pending = Some(next);
