@@ -5,8 +5,17 @@ use forge_core::{Error, ModelConfig, Result};
 use serde::Deserialize;
 
 /// Phi-3 config keys that do not change the numerics of inference.
-/// (The dropouts are on the generic list; `auto_map` only names remote code.)
-pub const IGNORED_CONFIG_KEYS: &[&str] = &["auto_map"];
+/// (The dropouts are on the generic list; `auto_map` only names remote
+/// code.) Phi-4-mini's config also carries `full_attn_mod`,
+/// `interpolate_factor` and `lm_head_bias`, left from its remote code;
+/// transformers' Phi-3 reads none of them (a head bias in the weights
+/// would still be refused as an unexpected tensor).
+pub const IGNORED_CONFIG_KEYS: &[&str] = &[
+    "auto_map",
+    "full_attn_mod",
+    "interpolate_factor",
+    "lm_head_bias",
+];
 
 /// The config of a Phi-3 checkpoint (HF `Phi3Config` names and defaults).
 #[derive(Debug, Clone, Deserialize)]
