@@ -14,6 +14,7 @@ soft-caps through a score modifier).
 
 import json
 
+import torch
 from transformers import Gemma2Config
 
 NOISE_VARIANT = {"attn_implementation": "flex_attention"}
@@ -42,6 +43,12 @@ def tiny_gemma2(**overrides) -> Gemma2Config:
     )
     values.update(overrides)
     return Gemma2Config(**values)
+
+
+def fresh_flex() -> None:
+    """Forget flex_attention's compiled kernels: a second case in the same run
+    would otherwise recompile with dynamic shapes, which fails on the soft-cap."""
+    torch._dynamo.reset()
 
 
 def no_embed_scale(model) -> None:
@@ -80,6 +87,7 @@ def rewrite_v4(case, model_dir) -> None:
 def case_gemma2_softcap_sliding():
     from generate import Case, ablations, with_change, with_config
 
+    fresh_flex()
     return Case(
         name="gemma2-softcap-sliding",
         arch="gemma2",
@@ -107,6 +115,7 @@ def case_gemma2_softcap_sliding():
 def case_gemma2_batch_leftpad_v4():
     from generate import Case, ablations, with_change
 
+    fresh_flex()
     return Case(
         name="gemma2-batch-leftpad-v4",
         arch="gemma2",

@@ -126,6 +126,12 @@ fn planted_faults_are_named_for_every_decoder_family() {
         "olmo2-qknorm-postnorm",
         "granite-multipliers",
         "smollm3-nope-sliding",
+        "phi3-longrope-long-prompt",
+        "gemma2-softcap-sliding",
+        "gemma3-text-qknorm-rope-types",
+        "mixtral-top2-sliding",
+        "qwen3-moe-sparse-step",
+        "qwen2-moe-shared-expert",
     ] {
         let dir = common::golden().join(case);
         for layer in [0, 1] {

@@ -1,34 +1,39 @@
-//! gemma2 for Forge, started by `cargo xtask add-arch` from the llama plugin.
-//! Replace the copied llama code with the new architecture, then prove it
-//! with `cargo xtask parity --model gemma2`.
+//! Gemma 2 for Forge: token embeddings scaled by `sqrt(hidden_size)`, then
+//! `num_hidden_layers` decoder layers, each with four RMSNorms of the Gemma
+//! form x·(1+w) (kept in float32): `h = x + post_attention_norm(attn(
+//! input_norm(x)))` and `out = h + post_feedforward_norm(mlp(
+//! pre_feedforward_norm(h)))`. Attention is grouped-query with rope, scaled
+//! by `query_pre_attn_scalar^-0.5` instead of `head_dim^-0.5`, its scores
+//! soft-capped as `tanh(s / c) · c` (`attn_logit_softcapping`) before the
+//! mask; the layers `layer_types` marks (by default the even ones) see only
+//! the last `sliding_window` keys. The MLP is GeGLU (gelu, tanh form). A
+//! final (1+w) norm, the head (tied by default) and a final soft-cap
+//! (`final_logit_softcapping`) give the logits.
 //!
-//! Llama for Forge: token embedding, `num_hidden_layers` pre-norm decoder
-//! layers (RMSNorm → grouped-query attention with RoPE → residual, RMSNorm
-//! → SwiGLU MLP → residual), a final RMSNorm and the output head.
+//! Golden cases: `gemma2-softcap-sliding` (every feature at once, each shown
+//! to move the logits when switched off: both soft-caps, the sliding window,
+//! query_pre_attn_scalar ≠ head_dim, the embedding scale) and
+//! `gemma2-batch-leftpad-v4` (a left-padded batch of two, attention biases,
+//! an untied head, head_dim 32 with heads × head_dim ≠ hidden, and a
+//! transformers-4 config.json without `layer_types`).
 //!
-//! Options covered by the golden cases: biases on the attention and MLP
-//! projections, an explicit `head_dim` (heads × head_dim ≠ hidden), tied
-//! embeddings, every rope variant of [`forge_core::rope`], and a sliding
-//! window through `sliding_window` / `layer_types`. Mistral is this model
-//! with a window on every layer, so the plugin also serves model_type
-//! `mistral` (golden case mistral-sliding-window).
-//!
-//! - [`config`]: the typed args and their checks;
-//! - [`model`]: the decoder layer, on forge-core's decoder base.
+//! - [`config`]: the typed args and their checks (shared with Gemma 3);
+//! - [`model`]: the Gemma layer and the model around it (shared with Gemma 3).
 
 pub mod config;
 pub mod model;
 
 use forge_core::registry::{keep_weights, Architecture};
 
-pub use config::LlamaArgs;
-pub use model::{build, load, Llama, LlamaLayer};
+pub use config::Gemma2Args;
+pub use model::{build, gemma_lm, load, Gemma2, GemmaLayer};
 
 inventory::submit! {
     Architecture {
         model_type: "gemma2",
         aliases: &[],
-        description: "gemma2 (started from llama by cargo xtask add-arch)",
+        description: "Gemma 2: (1+w) RMSNorms around attention and MLP, soft-capped attention \
+                      and logits, alternating sliding window, GeGLU",
         ignored_config_keys: config::IGNORED_CONFIG_KEYS,
         sanitize: keep_weights,
         build,

@@ -13,11 +13,17 @@ const TINY_CONFIG: &str = r#"{
   "vocab_size": 256,
   "hidden_size": 64,
   "intermediate_size": 128,
-  "num_hidden_layers": 2,
+  "num_hidden_layers": 4,
   "num_attention_heads": 4,
   "head_dim": 16,
+  "query_pre_attn_scalar": 32,
   "max_position_embeddings": 512,
-  "num_key_value_heads": 2
+  "num_key_value_heads": 2,
+  "sliding_window": 4,
+  "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+  "attn_logit_softcapping": 2.0,
+  "final_logit_softcapping": 3.0,
+  "hidden_activation": "gelu_pytorch_tanh"
 }"#;
 
 #[test]

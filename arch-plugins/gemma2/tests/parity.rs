@@ -13,7 +13,7 @@ extern crate forge_gemma2;
 fn golden_cases_pass() {
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../golden");
     let cases = select_cases(&golden, Some("gemma2")).unwrap_or_else(|e| {
-        panic!("{e}\nbuild the fixture first: cargo xtask golden --case gemma2-tiny")
+        panic!("{e}\nbuild the fixture first: cargo xtask golden --case gemma2-softcap-sliding --case gemma2-batch-leftpad-v4")
     });
     let reports: Vec<_> = cases
         .iter()

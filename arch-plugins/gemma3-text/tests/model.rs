@@ -13,11 +13,19 @@ const TINY_CONFIG: &str = r#"{
   "vocab_size": 256,
   "hidden_size": 64,
   "intermediate_size": 128,
-  "num_hidden_layers": 2,
+  "num_hidden_layers": 4,
   "num_attention_heads": 4,
-  "head_dim": 16,
+  "head_dim": 32,
+  "query_pre_attn_scalar": 24,
   "max_position_embeddings": 512,
-  "num_key_value_heads": 2
+  "num_key_value_heads": 2,
+  "sliding_window": 4,
+  "layer_types": ["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+  "final_logit_softcapping": 4.0,
+  "rope_parameters": {
+    "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+    "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 200000.0}
+  }
 }"#;
 
 #[test]

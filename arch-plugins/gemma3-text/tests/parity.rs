@@ -13,7 +13,7 @@ extern crate forge_gemma3_text;
 fn golden_cases_pass() {
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../golden");
     let cases = select_cases(&golden, Some("gemma3_text")).unwrap_or_else(|e| {
-        panic!("{e}\nbuild the fixture first: cargo xtask golden --case gemma3-text-tiny")
+        panic!("{e}\nbuild the fixture first: cargo xtask golden --case gemma3-text-qknorm-rope-types --case gemma3-text-v4-batch")
     });
     let reports: Vec<_> = cases
         .iter()
