@@ -12,6 +12,7 @@
 
 /// Links the plugins whose shapes are benchmarked, so they register.
 extern crate forge_deepseek_v3;
+extern crate forge_gemma2;
 extern crate forge_gpt_oss;
 extern crate forge_llama;
 extern crate forge_qwen3;

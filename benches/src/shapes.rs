@@ -51,6 +51,17 @@ impl ModelShape {
                 )
             }
             Some("qwen3_moe") => qwen3_moe_tensors(&self.config),
+            Some("gemma2") => {
+                let hidden = config_int(&self.config, "hidden_size");
+                with_layer_tensors(
+                    llama_tensors(&self.config),
+                    &self.config,
+                    &[
+                        ("pre_feedforward_layernorm.weight", hidden),
+                        ("post_feedforward_layernorm.weight", hidden),
+                    ],
+                )
+            }
             _ => llama_tensors(&self.config),
         }
     }
@@ -114,6 +125,21 @@ pub fn all() -> Vec<ModelShape> {
             realistic: true,
             on_demand: false,
             config: qwen3_moe_config(32000, 768, 6, (12, 4, 64), (32, 256, 8)),
+        },
+        ModelShape {
+            name: "gemma2-tiny",
+            about: "gemma2, 2 layers of width 64 (sliding, full), soft-caps (a quick check)",
+            realistic: false,
+            on_demand: false,
+            config: gemma2_config(256, 64, 128, 2, (4, 2, 16), 8),
+        },
+        ModelShape {
+            name: "gemma2-small",
+            about: "Gemma-2-2B's layers at width 1152: 6 layers alternating sliding (512) and full \
+                    attention, 4 heads / 2 kv heads of 256, GeGLU 4608, soft-caps 50 / 30, vocab 32000",
+            realistic: true,
+            on_demand: false,
+            config: gemma2_config(32000, 1152, 4608, 6, (4, 2, 256), 512),
         },
         ModelShape {
             name: "gpt-oss-tiny",
@@ -418,6 +444,50 @@ fn qwen3_config(
         "torch_dtype": "bfloat16",
         "bos_token_id": 1,
         "eos_token_id": 2,
+    })
+}
+
+fn gemma2_config(
+    vocab: usize,
+    hidden: usize,
+    intermediate: usize,
+    layers: usize,
+    (heads, kv_heads, head_dim): (usize, usize, usize),
+    window: usize,
+) -> Value {
+    let layer_types: Vec<&str> = (0..layers)
+        .map(|i| {
+            if i % 2 == 0 {
+                "sliding_attention"
+            } else {
+                "full_attention"
+            }
+        })
+        .collect();
+    json!({
+        "model_type": "gemma2",
+        "architectures": ["Gemma2ForCausalLM"],
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "head_dim": head_dim,
+        "query_pre_attn_scalar": head_dim,
+        "hidden_activation": "gelu_pytorch_tanh",
+        "attn_logit_softcapping": 50.0,
+        "final_logit_softcapping": 30.0,
+        "layer_types": layer_types,
+        "sliding_window": window,
+        "rms_norm_eps": 1e-6,
+        "max_position_embeddings": 8192,
+        "tie_word_embeddings": true,
+        "attention_bias": false,
+        "rope_theta": 10000.0,
+        "torch_dtype": "bfloat16",
+        "bos_token_id": 2,
+        "eos_token_id": 1,
     })
 }
 
