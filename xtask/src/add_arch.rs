@@ -109,6 +109,24 @@ pub fn insert_after(text: &str, anchor: &str, line: &str) -> Result<String> {
     }
 }
 
+/// Inserts an `extern crate` line among the file's others in the sorted
+/// place rustfmt keeps them in, unless present.
+pub fn insert_extern_sorted(text: &str, line: &str) -> Result<String> {
+    let externs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("extern crate "))
+        .collect();
+    match externs.iter().find(|l| l.trim() > line.trim()) {
+        Some(next) => insert_before(text, next, line),
+        None => {
+            let last = externs
+                .last()
+                .ok_or_else(|| Error::new("no `extern crate` line to insert beside"))?;
+            insert_after(text, last, line)
+        }
+    }
+}
+
 /// Inserts `line` before the first line starting with `anchor`, unless present.
 pub fn insert_before(text: &str, anchor: &str, line: &str) -> Result<String> {
     if text.lines().any(|l| l.trim() == line.trim()) {
@@ -368,19 +386,9 @@ fn link(
             format!("{}.workspace = true", to.krate),
         ),
         (
-            "cli/src/plugins.rs",
-            format!("extern crate {};", from.ident),
-            format!("extern crate {};", to.ident),
-        ),
-        (
             "parity/Cargo.toml",
             format!("{}.workspace = true", from.krate),
             format!("{}.workspace = true", to.krate),
-        ),
-        (
-            "parity/tests/common/mod.rs",
-            format!("extern crate {};", from.ident),
-            format!("extern crate {};", to.ident),
         ),
         (
             "golden/generate.py",
@@ -392,6 +400,12 @@ fn link(
         let path = root.join(file);
         let text = insert_after(&read(&path)?, &anchor, &line)?;
         write(&path, &text)?;
+        say!("add-arch", "linked in {file}");
+    }
+    for file in ["cli/src/plugins.rs", "parity/tests/common/mod.rs"] {
+        let path = root.join(file);
+        let line = format!("extern crate {};", to.ident);
+        write(&path, &insert_extern_sorted(&read(&path)?, &line)?)?;
         say!("add-arch", "linked in {file}");
     }
     let generator = root.join("golden/generate.py");
@@ -482,6 +496,22 @@ mod tests {
             insert_after(&once, "forge-llama.workspace", "forge-x.workspace = true").unwrap();
         assert_eq!(twice, once);
         assert!(insert_after(text, "missing", "x").is_err());
+    }
+
+    #[test]
+    fn extern_crates_stay_sorted() {
+        let text = "//! x\n\n/// Links.\nextern crate forge_a;\nextern crate forge_c;\n";
+        let mid = insert_extern_sorted(text, "extern crate forge_b;").unwrap();
+        assert_eq!(
+            mid,
+            "//! x\n\n/// Links.\nextern crate forge_a;\nextern crate forge_b;\nextern crate forge_c;\n"
+        );
+        let end = insert_extern_sorted(&mid, "extern crate forge_d;").unwrap();
+        assert!(end.ends_with("extern crate forge_c;\nextern crate forge_d;\n"));
+        assert_eq!(
+            insert_extern_sorted(&end, "extern crate forge_b;").unwrap(),
+            end
+        );
     }
 
     #[test]
