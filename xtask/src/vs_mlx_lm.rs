@@ -23,7 +23,7 @@ use crate::util::{self, repo_root, Error, Result};
 const TAG: &str = "bench --vs mlx-lm";
 const MLX_VERSION: &str = "0.32.2";
 const MLX_LM_VERSION: &str = "0.32.2";
-const DEFAULT_SHAPES: &str = "llama-135m,qwen3-small,gemma2-small,qwen3-moe-small";
+const DEFAULT_SHAPES: &str = "llama-135m,qwen3-small,gemma2-small";
 const PROMPTS: &str = "128,1024";
 const DECODE: &str = "16";
 const REPEATS: &str = "3";
