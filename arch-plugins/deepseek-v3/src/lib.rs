@@ -29,7 +29,9 @@ pub use model::{build, load, sanitize, set_attention_path, AttentionPath, Deepse
 inventory::submit! {
     Architecture {
         model_type: "deepseek_v3",
-        aliases: &[],
+        // Kimi K2 is DeepSeek-V3's architecture under its own model_type
+        // (its config has the same keys; mlx-lm serves it the same way).
+        aliases: &["kimi_k2"],
         description: "DeepSeek-V3: multi-head latent attention with a latent cache, \
                       group-limited sigmoid MoE with shared experts",
         ignored_config_keys: config::IGNORED_CONFIG_KEYS,

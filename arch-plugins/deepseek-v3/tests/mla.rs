@@ -154,6 +154,22 @@ fn the_released_config_parses_strictly() {
     assert!((args.softmax_scale() - want).abs() < 1e-7);
 }
 
+/// Kimi-K2-Instruct's config.json (model_type `kimi_k2`, DeepSeek-V3's keys):
+/// served by this plugin and parsed strictly, every key accounted for.
+#[test]
+fn the_kimi_k2_config_is_served_as_deepseek_v3() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kimi-k2-config.json");
+    let text = std::fs::read_to_string(path).unwrap();
+    let config = ModelConfig::from_str(&text, "config.json", true).unwrap();
+    let arch = forge_core::registry::for_config(&config).unwrap();
+    assert_eq!(arch.model_type, "deepseek_v3");
+    let args = DeepseekV3Args::parse(&config).unwrap();
+    assert_eq!((args.num_hidden_layers, args.n_routed_experts), (61, 384));
+    assert!(!args.is_moe_layer(0) && args.is_moe_layer(1));
+    assert_eq!(args.num_nextn_predict_layers, 0);
+    assert!(config.key_report().unknown.is_empty());
+}
+
 #[test]
 fn unsupported_routing_and_shapes_are_refused_by_name() {
     let cases: [(&str, serde_json::Value, &str); 5] = [
