@@ -1,7 +1,7 @@
 //! The Gemma 2 config (HF `Gemma2Config` names, with its defaults) and what
 //! it implies; the checks Gemma 3 shares are public.
 
-use forge_core::decoder::layer_windows;
+use forge_core::decoder::{check_heads, layer_windows};
 use forge_core::nn::Activation;
 use forge_core::rope::{Rope, RopeParameters};
 use forge_core::{Error, ModelConfig, Result};
@@ -141,14 +141,7 @@ pub fn check_common(
     bidirectional: Option<bool>,
     positive: &[(&str, Option<f64>)],
 ) -> Result<()> {
-    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
-        return Err(config_error(
-            config,
-            "num_key_value_heads",
-            &format!("a divisor of num_attention_heads ({heads})"),
-            kv_heads.to_string(),
-        ));
-    }
+    check_heads(config, heads, kv_heads)?;
     if bidirectional == Some(true) {
         return Err(config_error(
             config,

@@ -1,6 +1,6 @@
 //! The gpt-oss config (HF `GptOssConfig` names) and what it implies.
 
-use forge_core::decoder::layer_windows;
+use forge_core::decoder::{check_heads, layer_windows};
 use forge_core::rope::{Rope, RopeParameters};
 use forge_core::{Error, ModelConfig, Result};
 use serde::Deserialize;
@@ -109,20 +109,7 @@ impl GptOssArgs {
             expected,
             found,
         };
-        if args.num_key_value_heads == 0
-            || !args
-                .num_attention_heads
-                .is_multiple_of(args.num_key_value_heads)
-        {
-            return Err(bad(
-                "num_key_value_heads",
-                format!(
-                    "a divisor of num_attention_heads ({})",
-                    args.num_attention_heads
-                ),
-                args.num_key_value_heads.to_string(),
-            ));
-        }
+        check_heads(config, args.num_attention_heads, args.num_key_value_heads)?;
         if args.num_experts_per_tok == 0 || args.num_experts_per_tok > args.num_local_experts {
             return Err(bad(
                 "num_experts_per_tok",

@@ -1,5 +1,6 @@
 //! The Granite config (HF `GraniteConfig` names) and what it implies.
 
+use forge_core::decoder::check_heads;
 use forge_core::nn::Activation;
 use forge_core::rope::{Rope, RopeParameters};
 use forge_core::{Error, ModelConfig, Result};
@@ -86,23 +87,7 @@ impl GraniteArgs {
             found,
         };
         args.activation(config)?;
-        if args.num_attention_heads == 0 {
-            return Err(bad(
-                "num_attention_heads",
-                "at least one head".into(),
-                "0".into(),
-            ));
-        }
-        if args.kv_heads() == 0 || !args.num_attention_heads.is_multiple_of(args.kv_heads()) {
-            return Err(bad(
-                "num_key_value_heads",
-                format!(
-                    "a divisor of num_attention_heads ({})",
-                    args.num_attention_heads
-                ),
-                args.kv_heads().to_string(),
-            ));
-        }
+        check_heads(config, args.num_attention_heads, args.kv_heads())?;
         let multipliers = [
             ("embedding_multiplier", args.embedding_multiplier),
             ("attention_multiplier", args.attention_multiplier),

@@ -1,6 +1,6 @@
 //! The Llama config (HF `LlamaConfig` names) and what it implies.
 
-use forge_core::decoder::layer_windows;
+use forge_core::decoder::{check_heads, layer_windows};
 use forge_core::rope::{Rope, RopeParameters};
 use forge_core::{Error, ModelConfig, Result};
 use serde::Deserialize;
@@ -82,16 +82,7 @@ impl LlamaArgs {
                 format!("{:?}", args.hidden_act),
             ));
         }
-        if args.kv_heads() == 0 || !args.num_attention_heads.is_multiple_of(args.kv_heads()) {
-            return Err(bad(
-                "num_key_value_heads",
-                format!(
-                    "a divisor of num_attention_heads ({})",
-                    args.num_attention_heads
-                ),
-                args.kv_heads().to_string(),
-            ));
-        }
+        check_heads(config, args.num_attention_heads, args.kv_heads())?;
         Ok(args)
     }
 

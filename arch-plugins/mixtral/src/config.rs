@@ -1,5 +1,6 @@
 //! The Mixtral config (HF `MixtralConfig` names) and what it implies.
 
+use forge_core::decoder::check_heads;
 use forge_core::rope::{Rope, RopeParameters};
 use forge_core::{Error, ModelConfig, Result};
 use serde::Deserialize;
@@ -95,14 +96,7 @@ impl MixtralArgs {
                 format!("{:?}", args.hidden_act),
             ));
         }
-        let (heads, kv) = (args.num_attention_heads, args.kv_heads());
-        if kv == 0 || !heads.is_multiple_of(kv) {
-            return Err(bad(
-                "num_key_value_heads",
-                format!("a divisor of num_attention_heads ({heads})"),
-                kv.to_string(),
-            ));
-        }
+        check_heads(config, args.num_attention_heads, args.kv_heads())?;
         if args.sliding_window == Some(0) {
             return Err(bad(
                 "sliding_window",

@@ -1,8 +1,9 @@
 //! The OLMo 2 config (HF `Olmo2Config` names) and what it implies.
 
+use forge_core::decoder::check_heads;
 use forge_core::nn::Activation;
 use forge_core::rope::{Rope, RopeParameters};
-use forge_core::{Error, ModelConfig, Result};
+use forge_core::{ModelConfig, Result};
 use serde::Deserialize;
 
 /// OLMo 2 config keys that do not change the numerics of inference (the
@@ -62,25 +63,7 @@ impl Olmo2Args {
     pub fn parse(config: &ModelConfig) -> Result<Self> {
         let args: Olmo2Args = config.parse_args(IGNORED_CONFIG_KEYS)?;
         args.activation(config)?;
-        if args.num_attention_heads == 0 {
-            return Err(Error::ConfigValue {
-                path: config.path().to_path_buf(),
-                key: "num_attention_heads".into(),
-                expected: "at least one head".into(),
-                found: "0".into(),
-            });
-        }
-        if args.kv_heads() == 0 || !args.num_attention_heads.is_multiple_of(args.kv_heads()) {
-            return Err(Error::ConfigValue {
-                path: config.path().to_path_buf(),
-                key: "num_key_value_heads".into(),
-                expected: format!(
-                    "a divisor of num_attention_heads ({})",
-                    args.num_attention_heads
-                ),
-                found: args.kv_heads().to_string(),
-            });
-        }
+        check_heads(config, args.num_attention_heads, args.kv_heads())?;
         Ok(args)
     }
 

@@ -1,5 +1,6 @@
 //! The Phi-3 config (HF `Phi3Config` names) and what it implies.
 
+use forge_core::decoder::check_heads;
 use forge_core::rope::{Rope, RopeParameters, RopeType};
 use forge_core::{Error, ModelConfig, Result};
 use serde::Deserialize;
@@ -89,15 +90,7 @@ impl Phi3Args {
             let found = format!("{:?}", args.hidden_act);
             return Err(bad("hidden_act", "\"silu\" (Phi-3's SwiGLU)", found));
         }
-        let heads = args.num_attention_heads;
-        if heads == 0 || args.kv_heads() == 0 || !heads.is_multiple_of(args.kv_heads()) {
-            let expected = format!("a divisor of num_attention_heads ({heads})");
-            return Err(bad(
-                "num_key_value_heads",
-                &expected,
-                args.kv_heads().to_string(),
-            ));
-        }
+        check_heads(config, args.num_attention_heads, args.kv_heads())?;
         for (key, value) in [
             ("attention_bias", args.attention_bias),
             ("mlp_bias", args.mlp_bias),

@@ -1,6 +1,6 @@
 //! The Qwen2 config (HF `Qwen2Config` names) and what it implies.
 
-use forge_core::decoder::layer_windows;
+use forge_core::decoder::{check_heads, layer_windows};
 use forge_core::rope::{Rope, RopeParameters};
 use forge_core::{Error, ModelConfig, Result};
 use serde::Deserialize;
@@ -160,12 +160,5 @@ pub fn check_act_and_heads(
             format!("{hidden_act:?}"),
         ));
     }
-    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
-        return Err(bad(
-            "num_key_value_heads",
-            format!("a divisor of num_attention_heads ({heads})"),
-            kv_heads.to_string(),
-        ));
-    }
-    Ok(())
+    check_heads(config, heads, kv_heads)
 }

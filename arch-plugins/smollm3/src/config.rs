@@ -1,6 +1,6 @@
 //! The SmolLM3 config (HF `SmolLM3Config` names) and what it implies.
 
-use forge_core::decoder::layer_windows;
+use forge_core::decoder::{check_heads, layer_windows};
 use forge_core::nn::Activation;
 use forge_core::rope::{Rope, RopeParameters};
 use forge_core::{Error, ModelConfig, Result};
@@ -98,23 +98,7 @@ impl SmolLm3Args {
             found,
         };
         args.activation(config)?;
-        if args.num_attention_heads == 0 {
-            return Err(bad(
-                "num_attention_heads",
-                "at least one head".into(),
-                "0".into(),
-            ));
-        }
-        if args.kv_heads() == 0 || !args.num_attention_heads.is_multiple_of(args.kv_heads()) {
-            return Err(bad(
-                "num_key_value_heads",
-                format!(
-                    "a divisor of num_attention_heads ({})",
-                    args.num_attention_heads
-                ),
-                args.kv_heads().to_string(),
-            ));
-        }
+        check_heads(config, args.num_attention_heads, args.kv_heads())?;
         match &args.no_rope_layers {
             Some(flags) if flags.len() != args.num_hidden_layers => {
                 return Err(bad(

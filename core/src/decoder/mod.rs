@@ -428,6 +428,33 @@ fn compress_pattern(pattern: &[String]) -> String {
     }
 }
 
+/// Checks a grouped-query head layout: at least one query head, and key/value
+/// heads that divide them. Errors name `num_attention_heads` or
+/// `num_key_value_heads`, what was expected and what was found.
+pub fn check_heads(config: &ModelConfig, heads: usize, kv_heads: usize) -> Result<()> {
+    let bad = |key: &str, expected: String, found: String| Error::ConfigValue {
+        path: config.path().to_path_buf(),
+        key: key.into(),
+        expected,
+        found,
+    };
+    if heads == 0 {
+        return Err(bad(
+            "num_attention_heads",
+            "at least one head".into(),
+            "0".into(),
+        ));
+    }
+    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+        return Err(bad(
+            "num_key_value_heads",
+            format!("a divisor of num_attention_heads ({heads})"),
+            kv_heads.to_string(),
+        ));
+    }
+    Ok(())
+}
+
 /// Each layer's attention window from HF's `layer_types`
 /// (`"full_attention"` / `"sliding_attention"`, one per layer) and the
 /// config's `sliding_window`; errors name the config key at fault.
@@ -473,6 +500,25 @@ pub fn layer_windows(
 mod tests {
     use super::*;
     use crate::weights::TensorMap;
+
+    #[test]
+    fn head_layouts_are_checked_by_key() {
+        let config = ModelConfig::from_str(r#"{"model_type": "x"}"#, "config.json", true).unwrap();
+        assert!(check_heads(&config, 8, 2).is_ok());
+        let message = |heads, kv| check_heads(&config, heads, kv).unwrap_err().to_string();
+        assert!(
+            message(0, 0).contains("num_attention_heads"),
+            "{}",
+            message(0, 0)
+        );
+        let uneven = message(8, 3);
+        assert!(
+            uneven.contains("num_key_value_heads")
+                && uneven.contains("a divisor of num_attention_heads (8)"),
+            "{uneven}"
+        );
+        assert!(message(8, 0).contains("num_key_value_heads"));
+    }
 
     /// A layer that adds its input norm's output: enough to see the base's
     /// loop, faults and head.
