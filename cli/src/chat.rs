@@ -6,7 +6,8 @@
 use std::io::{BufRead, Write};
 
 use anyhow::Context;
-use forge_core::chat_template::Message;
+use forge_core::chat_template::{ChatTemplate, Message};
+use forge_core::registry::PromptFormat;
 
 use forge_core::GenerationConfig;
 
@@ -22,10 +23,9 @@ pub fn run(models: Models, system: Option<&str>, config: &GenerationConfig) -> a
     let text_model = textgen::load(&model, models.dtype)?;
     let draft_model = draft::load(models.draft, models.dtype)?;
     let draft_net = draft_model.as_ref().map(|d| d.model.as_ref());
-    let format = textgen::prompt_format(&text_model);
-    let template = match format {
-        Some(_) => None,
-        None => Some(
+    let prompting = match textgen::prompt_format(&text_model) {
+        Some(format) => Prompting::Format(format),
+        None => Prompting::Template(
             text_model
                 .tokenizer
                 .chat_template
@@ -33,6 +33,7 @@ pub fn run(models: Models, system: Option<&str>, config: &GenerationConfig) -> a
                 .context("this model has no chat template; use `forge generate`")?,
         ),
     };
+    let format = prompting.format();
     let start: Vec<Message> = system
         .map(|s| vec![Message::new("system", s)])
         .unwrap_or_default();
@@ -50,11 +51,11 @@ pub fn run(models: Models, system: Option<&str>, config: &GenerationConfig) -> a
             Input::Message(line) => line,
         };
         messages.push(Message::new("user", line));
-        let prompt = match (format, template) {
-            (Some(format), _) => (format.render)(&messages)?,
-            (None, template) => template
-                .context("this model has no chat template")?
-                .render(&messages, true, &serde_json::Map::new())?,
+        let prompt = match prompting {
+            Prompting::Format(format) => (format.render)(&messages)?,
+            Prompting::Template(template) => {
+                template.render(&messages, true, &serde_json::Map::new())?
+            }
         };
         let ids = text_model.tokenizer.encode(&prompt, false)?;
         let stream = |text: &str| {
@@ -66,18 +67,38 @@ pub fn run(models: Models, system: Option<&str>, config: &GenerationConfig) -> a
         let answer = match format {
             Some(format) => {
                 let decoded = text_model.tokenizer.decode(&reply.tokens, false)?;
-                (format.parse)(&decoded).answer
+                let answer = (format.parse)(&decoded).answer;
+                println!("{answer}");
+                answer
             }
-            None => reply.text.trim().to_string(),
+            None => {
+                // The reply was streamed as it came.
+                println!();
+                reply.text.trim().to_string()
+            }
         };
-        if format.is_some() {
-            println!("{answer}");
-        } else {
-            println!();
-        }
         messages.push(Message::new("assistant", answer));
     }
     Ok(())
+}
+
+/// How a conversation becomes a prompt.
+#[derive(Clone, Copy)]
+enum Prompting<'a> {
+    /// The architecture's registered format (gpt-oss: Harmony).
+    Format(&'static PromptFormat),
+    /// The tokenizer's chat template.
+    Template(&'a ChatTemplate),
+}
+
+impl Prompting<'_> {
+    /// The registered format, when there is one.
+    fn format(self) -> Option<&'static PromptFormat> {
+        match self {
+            Prompting::Format(format) => Some(format),
+            Prompting::Template(_) => None,
+        }
+    }
 }
 
 /// What the user typed at the chat prompt.

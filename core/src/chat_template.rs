@@ -200,14 +200,36 @@ mod tests {
 
     #[test]
     fn today_is_an_iso_date_and_month_names_are_english() {
+        const MONTHS: [&str; 12] = [
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
+        ];
         let today = today_utc();
         let parts: Vec<&str> = today.split('-').collect();
         assert_eq!(parts.len(), 3, "{today}");
         assert!(parts[0].len() == 4 && parts[1].len() == 2 && parts[2].len() == 2);
-        let month: u8 = parts[1].parse().unwrap();
+        let month: usize = parts[1].parse().unwrap();
+        let day: u32 = parts[2].parse().unwrap();
+        assert!(
+            (1..=12).contains(&month) && (1..=31).contains(&day),
+            "{today}"
+        );
         let long = strftime_now("%B".into());
-        let months = time::Month::January;
-        assert_eq!(long, months.nth_next(month - 1).to_string());
+        assert_eq!(long, MONTHS[month - 1]);
         assert_eq!(strftime_now("%b".into()), long[..3]);
+        assert_eq!(
+            strftime_now("%d %m".into()),
+            format!("{} {}", parts[2], parts[1])
+        );
     }
 }

@@ -84,8 +84,9 @@ pub(crate) fn refuse_restart(model: &dyn Model, cached: usize, new: usize) -> Re
                        cannot recompute the sequence)"
                 .into(),
             found: format!(
-                "a model that recomputes every key once the sequence passes {cached} positions \
-                 (Phi-3's LongRoPE, as HF's generate does); use single-sequence generation"
+                "a model that recomputes every key at this step ({cached} cached, {new} new \
+                 positions: Phi-3's LongRoPE switching to its long factors, as HF's generate \
+                 does); use single-sequence generation"
             ),
         });
     }
